@@ -81,7 +81,7 @@ class MobileVLAEnv(gym.Env):
     ## Starting State
 
     The base starts at the origin facing +x, with the box ``obstacle_distance`` ahead
-    (close 0.9 m, medium 1.15 m, far 1.45 m to its centre) and the bottle 1.45 m behind the box.
+    (close 0.9 m, medium 1.15 m, far 1.3 m to its centre) and the bottle 1.45 m behind the box.
     With ``randomize=True`` (default) the start pose (±5 cm, ±3°), box (±8/±6 cm, ±5°), bottle
     (±8 cm), camera pitch (-8° ±3°), drive speed (±10 %), light and colours are drawn from
     ``self.np_random``: the same seed gives the same frames, bit for bit.
