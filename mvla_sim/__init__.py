@@ -24,7 +24,9 @@ def env_id(side: str, lighting: str) -> str:
     try:
         return ENV_IDS[(side, lighting)]
     except KeyError:
-        raise ValueError(f"no env for side={side!r}, lighting={lighting!r}; sides {SIDES}, lightings {LIGHTINGS}") from None
+        raise ValueError(
+            f"no env for side={side!r}, lighting={lighting!r}; sides {SIDES}, lightings {LIGHTINGS}"
+        ) from None
 
 
 for (_side, _lighting), _id in ENV_IDS.items():

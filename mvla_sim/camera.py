@@ -55,8 +55,15 @@ def barrel_map(width: int, height: int, strength: float) -> tuple[np.ndarray, np
 class Camera:
     """Renders the view of the base-mounted camera and applies the sensor model."""
 
-    def __init__(self, client, robot: RobotSpec, width: int, height: int, renderer: str = "tiny",
-                 lens_distortion: float = 0.0) -> None:
+    def __init__(
+        self,
+        client,
+        robot: RobotSpec,
+        width: int,
+        height: int,
+        renderer: str = "tiny",
+        lens_distortion: float = 0.0,
+    ) -> None:
         if renderer not in RENDERERS:
             raise ValueError(f"renderer={renderer!r} is not valid; choose one of {list(RENDERERS)}")
         self.client = client
@@ -72,6 +79,9 @@ class Camera:
             self._load_egl()
         self.lens_distortion = lens_distortion
         self._barrel = barrel_map(width, height, lens_distortion) if lens_distortion > 0 else None
+        # Unit Gaussian noise, drawn once; each frame takes a window at an offset drawn from the
+        # env's seeded generator (cheap, and reproducible like everything else).
+        self._noise_bank = np.random.default_rng(0).standard_normal(4 * width * height * 3, dtype=np.float32)
 
     def _load_egl(self) -> None:
         import pkgutil
@@ -81,12 +91,19 @@ class Camera:
         if egl is not None:
             plugin = self.client.loadPlugin(egl.get_filename(), "_eglRendererPlugin")
         if plugin < 0:
-            raise RuntimeError("renderer='egl' requested but PyBullet's EGL plugin did not load "
-                               "(no GPU/EGL driver here); use renderer='tiny' (the CPU default)")
+            raise RuntimeError(
+                "renderer='egl' requested but PyBullet's EGL plugin did not load "
+                "(no GPU/EGL driver here); use renderer='tiny' (the CPU default)"
+            )
         self._flag = p.ER_BULLET_HARDWARE_OPENGL
 
-    def render_raw(self, pose: CameraPose, light: LightingSpec, light_direction: tuple, light_scale: float,
-                   ) -> np.ndarray:
+    def render_raw(
+        self,
+        pose: CameraPose,
+        light: LightingSpec,
+        light_direction: tuple,
+        light_scale: float,
+    ) -> np.ndarray:
         """The renderer's RGB image (uint8 H x W x 3) before the sensor model."""
         c = self.client
         target = [e + f for e, f in zip(pose.eye, pose.forward, strict=True)]
@@ -107,14 +124,24 @@ class Camera:
         )
         return np.asarray(rgba, dtype=np.uint8).reshape(self.height, self.width, 4)[:, :, :3]
 
-    def sensor(self, raw: np.ndarray, light: LightingSpec, light_scale: float,
-               color_scale: tuple, rng: np.random.Generator) -> np.ndarray:
+    def sensor(
+        self,
+        raw: np.ndarray,
+        light: LightingSpec,
+        light_scale: float,
+        color_scale: tuple,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
         """Exposure, white balance, colour jitter, Gaussian sensor noise and the optional lens model."""
         gain = np.asarray(light.white_balance_rgb) * np.asarray(color_scale) * light.exposure * light_scale
-        img = raw.astype(np.float32) * gain.astype(np.float32)
+        img = raw.astype(np.float32)
+        img *= gain.astype(np.float32)
         if light.sensor_noise_std > 0:
-            img += rng.normal(0.0, light.sensor_noise_std, size=img.shape).astype(np.float32)
-        out = np.clip(img, 0, 255).astype(np.uint8)
+            start = int(rng.integers(0, self._noise_bank.size - img.size))
+            noise = self._noise_bank[start : start + img.size].reshape(img.shape)
+            img += noise * np.float32(light.sensor_noise_std)
+        np.clip(img, 0, 255, out=img)
+        out = img.astype(np.uint8)
         if self._barrel is not None:
             out = out[self._barrel[0], self._barrel[1]]
         return out
@@ -130,5 +157,7 @@ class Camera:
             return False
         h_angle = math.degrees(math.atan2(float(d @ left), depth))
         v_angle = math.degrees(math.atan2(float(d @ up), depth))
-        return (abs(h_angle) <= self.robot.camera_hfov_deg / 2 - margin_deg
-                and abs(v_angle) <= self.vfov_deg / 2 - margin_deg)
+        return (
+            abs(h_angle) <= self.robot.camera_hfov_deg / 2 - margin_deg
+            and abs(v_angle) <= self.vfov_deg / 2 - margin_deg
+        )

@@ -127,7 +127,7 @@ class MobileVLAEnv(gym.Env):
     >>> import mvla_sim
     >>> env = gym.make("MobileVLA-1BoxLeft-v0")
     >>> obs, info = env.reset(seed=0)
-    >>> obs["image"].shape, obs["instruction"][-7:]
+    >>> obs["image"].shape, obs["instruction"][-11:]
     ((144, 256, 3), 'on the left')
     >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
     >>> env.close()
@@ -173,7 +173,9 @@ class MobileVLAEnv(gym.Env):
         _check_choice("render_mode", render_mode, (None, *self.metadata["render_modes"]))
         width, height = _check_image_size(image_size)
         if not 10.0 <= float(throttle_percent) <= 100.0:
-            raise ValueError(f"throttle_percent={throttle_percent!r} must be within 10-100 (the real driver's range)")
+            raise ValueError(
+                f"throttle_percent={throttle_percent!r} must be within 10-100 (the real driver's range)"
+            )
         if int(max_steps) < 1:
             raise ValueError(f"max_steps={max_steps!r} must be a positive number of actions")
         if not 0.0 <= float(lens_distortion) <= 1.0:
@@ -202,7 +204,9 @@ class MobileVLAEnv(gym.Env):
         self._client.configureDebugVisualizer(p.COV_ENABLE_GUI, 0)
         self.world = CorridorWorld(self._client, self.spec_scene)
         self.robot = OmniBase(self._client, self.spec_scene.robot, self.spec_scene.drive)
-        self.camera = Camera(self._client, self.spec_scene.robot, width, height, renderer, float(lens_distortion))
+        self.camera = Camera(
+            self._client, self.spec_scene.robot, width, height, renderer, float(lens_distortion)
+        )
         self._map = TopDownMap(self.spec_scene, RENDER_HEIGHT) if render_mode == "rgb_array" else None
         self.layout: Layout | None = None
         self._seed: int | None = None
@@ -282,8 +286,11 @@ class MobileVLAEnv(gym.Env):
             "layout": self.layout.to_info(self.spec_scene),
             "robot_pose": [self.robot.pose.x, self.robot.pose.y, self.robot.pose.yaw],
             "robot_half_extents": list(self.spec_scene.robot.half_extents_m[:2]),
-            "step_length_m": self.spec_scene.drive.throttle_speed_mps * KEY_PRESS_DURATION_S
-            * self.throttle_percent / self.spec_scene.drive.throttle_percent * self.layout.speed_scale,
+            "step_length_m": self.spec_scene.drive.throttle_speed_mps
+            * KEY_PRESS_DURATION_S
+            * self.throttle_percent
+            / self.spec_scene.drive.throttle_percent
+            * self.layout.speed_scale,
             "steps_taken": self._steps,
             "steps_left": self.max_steps - self._steps,
             "side_passed": self._tracker.side_passed,
@@ -304,8 +311,13 @@ class MobileVLAEnv(gym.Env):
 
     def _render_camera(self) -> np.ndarray:
         lay, light = self.layout, self.spec_scene.lighting[self.lighting]
-        pose = camera_pose(self.robot.pose.x, self.robot.pose.y, self.robot.pose.yaw, lay.camera_pitch_deg,
-                           self.spec_scene.robot)
+        pose = camera_pose(
+            self.robot.pose.x,
+            self.robot.pose.y,
+            self.robot.pose.yaw,
+            lay.camera_pitch_deg,
+            self.spec_scene.robot,
+        )
         raw = self.camera.render_raw(pose, light, lay.light_direction, lay.light_scale)
         return self.camera.sensor(raw, light, lay.light_scale, lay.color_scale, self.np_random)
 
@@ -373,7 +385,9 @@ def _check_image_size(image_size: Any) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in image_size)
     except (TypeError, ValueError):
-        raise ValueError(f"image_size={image_size!r} must be (width, height) in pixels, e.g. (256, 144)") from None
+        raise ValueError(
+            f"image_size={image_size!r} must be (width, height) in pixels, e.g. (256, 144)"
+        ) from None
     if width < 16 or height < 9 or width > 1280 or height > 720:
         raise ValueError(f"image_size={image_size!r} must be between (16, 9) and (1280, 720) pixels")
     return width, height

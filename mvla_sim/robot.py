@@ -78,6 +78,7 @@ class OmniBase:
         visual = client.createVisualShape(p.GEOM_BOX, halfExtents=half, rgbaColor=[0.15, 0.15, 0.17, 1.0])
         self.body = client.createMultiBody(0, collision, visual, basePosition=[0, 0, half[2] + 0.02])
         self.pose = Pose2D(0.0, 0.0, 0.0)
+        self._reach = math.hypot(*robot.half_extents_m[:2]) + 0.01
 
     def reset(self, x: float, y: float, yaw: float) -> None:
         self.pose = Pose2D(x, y, yaw)
@@ -88,8 +89,12 @@ class OmniBase:
         q = (0.0, 0.0, math.sin(self.pose.yaw / 2), math.cos(self.pose.yaw / 2))
         self.client.resetBasePositionAndOrientation(self.body, [self.pose.x, self.pose.y, z], q)
 
-    def _contact(self, obstacles: list[int]) -> int | None:
-        for body in obstacles:
+    def _contact(self, obstacles: list[tuple[int, np.ndarray, np.ndarray]]) -> int | None:
+        reach = self._reach
+        x, y = self.pose.x, self.pose.y
+        for body, lo, hi in obstacles:
+            if x + reach < lo[0] or x - reach > hi[0] or y + reach < lo[1] or y - reach > hi[1]:
+                continue
             if self.client.getClosestPoints(self.body, body, 0.0):
                 return body
         return None
@@ -114,6 +119,7 @@ class OmniBase:
         moved = 0.0
         if travel == 0.0 and wz == 0.0:
             return MotionResult(0.0, False, None, waypoints)
+        boxes = [(b, *(np.asarray(v) for v in self.client.getAABB(b))) for b in obstacles]
         for _ in range(n):
             prev = Pose2D(self.pose.x, self.pose.y, self.pose.yaw)
             c, s = math.cos(self.pose.yaw), math.sin(self.pose.yaw)
@@ -123,7 +129,7 @@ class OmniBase:
                 self.pose.yaw + wz * dt,
             )
             self._sync()
-            hit = self._contact(obstacles)
+            hit = self._contact(boxes)
             if hit is not None:
                 self.pose = prev
                 self._sync()

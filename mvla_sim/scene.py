@@ -163,7 +163,9 @@ class SceneSpec:
             )
         lighting = {k: _build(LightingSpec, v, f"{source}:lighting.{k}") for k, v in data["lighting"].items()}
         if sorted(lighting) != sorted(LIGHTINGS):
-            raise ValueError(f"scene spec {source}: lighting must define {list(LIGHTINGS)}, got {sorted(lighting)}")
+            raise ValueError(
+                f"scene spec {source}: lighting must define {list(LIGHTINGS)}, got {sorted(lighting)}"
+            )
         return cls(
             name=data["name"],
             description=data.get("description", ""),

@@ -32,14 +32,23 @@ class TopDownMap:
 
     def to_px(self, x: float, y: float) -> tuple[float, float]:
         cor = self.spec.corridor
-        return (self.margin + (cor.half_width_m - y) * self.scale, self.margin + (cor.x_max_m - x) * self.scale)
+        return (
+            self.margin + (cor.half_width_m - y) * self.scale,
+            self.margin + (cor.x_max_m - x) * self.scale,
+        )
 
-    def draw(self, layout: Layout, path: list[tuple[float, float]], pose: tuple[float, float, float]) -> np.ndarray:
+    def draw(
+        self, layout: Layout, path: list[tuple[float, float]], pose: tuple[float, float, float]
+    ) -> np.ndarray:
         s, cor = self.spec, self.spec.corridor
         img = Image.new("RGB", self.size, (255, 255, 255))
         d = ImageDraw.Draw(img)
-        d.rectangle([*self.to_px(cor.x_max_m, cor.half_width_m), *self.to_px(cor.x_min_m, -cor.half_width_m)],
-                    fill=_FLOOR, outline=_WALL, width=2)
+        d.rectangle(
+            [*self.to_px(cor.x_max_m, cor.half_width_m), *self.to_px(cor.x_min_m, -cor.half_width_m)],
+            fill=_FLOOR,
+            outline=_WALL,
+            width=2,
+        )
         t = cor.tile_size_m
         for gx in np.arange(math.ceil(cor.x_min_m / t) * t, cor.x_max_m, t):
             d.line([self.to_px(gx, cor.half_width_m), self.to_px(gx, -cor.half_width_m)], fill=_GRID)

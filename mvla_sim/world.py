@@ -88,8 +88,9 @@ class CorridorWorld:
         c = self.client
         visual = c.createVisualShape(p.GEOM_BOX, halfExtents=list(half), rgbaColor=[*rgb, 1.0])
         collision = c.createCollisionShape(p.GEOM_BOX, halfExtents=list(half)) if collide else -1
-        return c.createMultiBody(baseMass=0, baseCollisionShapeIndex=collision, baseVisualShapeIndex=visual,
-                                 basePosition=list(pos))
+        return c.createMultiBody(
+            baseMass=0, baseCollisionShapeIndex=collision, baseVisualShapeIndex=visual, basePosition=list(pos)
+        )
 
     def _build(self) -> WorldBodies:
         c, s = self.client, self.spec
@@ -100,10 +101,18 @@ class CorridorWorld:
             np.array([[x0, -hw, 0], [x1, -hw, 0], [x1, hw, 0], [x0, hw, 0]], dtype=float), tiles, "floor_tile"
         )
         wall_uv = ((x1 - x0) / 1.0, h / 1.0)
-        left = self._textured_quad(np.array([[x1, hw, 0], [x0, hw, 0], [x0, hw, h], [x1, hw, h]]), wall_uv, "wall")
-        right = self._textured_quad(np.array([[x0, -hw, 0], [x1, -hw, 0], [x1, -hw, h], [x0, -hw, h]]), wall_uv, "wall")
-        end = self._textured_quad(np.array([[x1, -hw, 0], [x1, hw, 0], [x1, hw, h], [x1, -hw, h]]), (2 * hw, h), "wall")
-        ceiling = self._textured_quad(np.array([[x0, hw, h], [x1, hw, h], [x1, -hw, h], [x0, -hw, h]]), (1, 1), "wall")
+        left = self._textured_quad(
+            np.array([[x1, hw, 0], [x0, hw, 0], [x0, hw, h], [x1, hw, h]]), wall_uv, "wall"
+        )
+        right = self._textured_quad(
+            np.array([[x0, -hw, 0], [x1, -hw, 0], [x1, -hw, h], [x0, -hw, h]]), wall_uv, "wall"
+        )
+        end = self._textured_quad(
+            np.array([[x1, -hw, 0], [x1, hw, 0], [x1, hw, h], [x1, -hw, h]]), (2 * hw, h), "wall"
+        )
+        ceiling = self._textured_quad(
+            np.array([[x0, hw, h], [x1, hw, h], [x1, -hw, h], [x0, -hw, h]]), (1, 1), "wall"
+        )
         for quad in (left, right, end, ceiling):
             c.changeVisualShape(quad, -1, rgbaColor=[1, 1, 1, 1])
         # Thick invisible-to-camera collision slabs behind each wall plane (walls are obstacles).
@@ -130,12 +139,17 @@ class CorridorWorld:
         c.changeVisualShape(box, -1, textureUniqueId=self._textures["cardboard"])
 
         bo = s.bottle
-        bottle_visual = c.createVisualShape(p.GEOM_CYLINDER, radius=bo.radius_m, length=bo.height_m,
-                                            rgbaColor=[*bo.color_rgb, 1.0])
+        bottle_visual = c.createVisualShape(
+            p.GEOM_CYLINDER, radius=bo.radius_m, length=bo.height_m, rgbaColor=[*bo.color_rgb, 1.0]
+        )
         bottle_collision = c.createCollisionShape(p.GEOM_CYLINDER, radius=bo.radius_m, height=bo.height_m)
         bottle = c.createMultiBody(0, bottle_collision, bottle_visual, basePosition=[0, 0, bo.height_m / 2])
-        cap_visual = c.createVisualShape(p.GEOM_CYLINDER, radius=bo.cap_radius_m, length=bo.cap_height_m,
-                                         rgbaColor=[*bo.cap_color_rgb, 1.0])
+        cap_visual = c.createVisualShape(
+            p.GEOM_CYLINDER,
+            radius=bo.cap_radius_m,
+            length=bo.cap_height_m,
+            rgbaColor=[*bo.cap_color_rgb, 1.0],
+        )
         cap = c.createMultiBody(0, -1, cap_visual, basePosition=[0, 0, bo.height_m + bo.cap_height_m / 2])
         return WorldBodies(floor=floor, walls=walls, box=box, bottle=bottle, cap=cap, cable=cable)
 
@@ -147,20 +161,26 @@ class CorridorWorld:
             d = b - a
             length = float(np.linalg.norm(d))
             yaw = float(np.arctan2(d[1], d[0]))
-            visual = c.createVisualShape(p.GEOM_CAPSULE, radius=cab.radius_m, length=length,
-                                         rgbaColor=[*cab.color_rgb, 1.0])
+            visual = c.createVisualShape(
+                p.GEOM_CAPSULE, radius=cab.radius_m, length=length, rgbaColor=[*cab.color_rgb, 1.0]
+            )
             # Capsules lie along z: pitch 90 deg lays them on the floor, then yaw along the segment.
             orn = c.getQuaternionFromEuler([0.0, np.pi / 2, yaw])
             mid = (a + b) / 2
-            bodies.append(c.createMultiBody(0, -1, visual, basePosition=[mid[0], mid[1], cab.radius_m],
-                                            baseOrientation=orn))
+            bodies.append(
+                c.createMultiBody(
+                    0, -1, visual, basePosition=[mid[0], mid[1], cab.radius_m], baseOrientation=orn
+                )
+            )
         return bodies
 
     def place(self, layout: Layout) -> None:
         """Move the box and bottle to this episode's layout and apply its colour jitter."""
         c, s = self.client, self.spec
         bx, by = layout.box_center
-        c.resetBasePositionAndOrientation(self.bodies.box, [bx, by, s.box.half_extents_m[2]], _quat_yaw(layout.box_yaw))
+        c.resetBasePositionAndOrientation(
+            self.bodies.box, [bx, by, s.box.half_extents_m[2]], _quat_yaw(layout.box_yaw)
+        )
         ox, oy = layout.bottle_xy
         c.resetBasePositionAndOrientation(self.bodies.bottle, [ox, oy, s.bottle.height_m / 2], [0, 0, 0, 1])
         cap_z = s.bottle.height_m + s.bottle.cap_height_m / 2

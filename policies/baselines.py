@@ -61,7 +61,9 @@ class AlwaysLeft:
         self._t = 0
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
-        action = self._actions[min(self._t, len(self._actions) - 1)] if self._t < len(self._actions) else (0, 0, 0)
+        action = (
+            self._actions[min(self._t, len(self._actions) - 1)] if self._t < len(self._actions) else (0, 0, 0)
+        )
         self._t += 1
         return np.asarray(action[:2], dtype=np.float32)
 
