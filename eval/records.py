@@ -1,0 +1,192 @@
+"""Per-episode records: the append-only ``episodes.jsonl`` and atomic JSON writes.
+
+One line per finished episode, flushed and fsynced as soon as it is written, so an interrupted
+run loses nothing already finished. A rerun into the same folder reads the file back and skips
+every episode whose key ``(policy_id, cell, seed)`` is already there.
+
+Record fields (see ``eval.rollout.run_episode``): ``policy_id``, ``policy_kind``, ``checkpoint``,
+``val_loss``, ``cell``, ``side``, ``lighting``, ``distance``, ``episode_index``, ``seed``,
+``instruction``, ``success``, ``collided``, ``side_passed``, ``wrong_side``, ``spl``,
+``path_length`` (m), ``distance_to_goal`` (m), ``steps``, ``terminated``, ``truncated``,
+``failure_reason``, ``latency_ms`` {mean, p50, p95, max}, ``time_s`` {act, env_step, render,
+total}, ``video``, ``trajectory`` [[x, y], ...] (m), ``actions`` [[linear_x, linear_y], ...],
+``layout`` (scene geometry in m), ``renderer``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+TIMING_FIELDS = ("latency_ms", "time_s")
+"""Fields that measure wall-clock time: they differ between runs; everything else is reproducible."""
+
+
+def record_key(record: dict[str, Any]) -> tuple[str, str, int]:
+    """The identity of an episode: ``(policy_id, cell, seed)``."""
+    return (str(record["policy_id"]), str(record["cell"]), int(record["seed"]))
+
+
+def without_timing(record: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``record`` without wall-clock fields, for reproducibility comparisons."""
+    return {k: v for k, v in record.items() if k not in TIMING_FIELDS}
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, allow_nan=False, ensure_ascii=False, default=_json_default)
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    return str(obj)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert numpy scalars/arrays, Paths and non-finite floats (-> None) into plain JSON values."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set | frozenset):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, bool | int | str) or obj is None:
+        return obj
+    if hasattr(obj, "tolist"):
+        return to_jsonable(obj.tolist())
+    if hasattr(obj, "item"):
+        return to_jsonable(obj.item())
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(to_jsonable(data), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+    write_text_atomic(path, text)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Read ``episodes.jsonl``; a torn last line (interrupted write) is skipped with a warning."""
+    if not path.exists():
+        return []
+    records = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                logger.warning("%s:%d is not valid JSON (an interrupted write?); ignoring it", path, lineno)
+    return records
+
+
+class EpisodeLog:
+    """Append-only JSONL log of episode records with resume support.
+
+    Opening repairs a torn last line (from a killed run) so that new lines start cleanly.
+    ``append`` writes one line, flushes and fsyncs it. Duplicate keys are never written.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._repair()
+        self.records: list[dict[str, Any]] = read_records(path)
+        self.done: set[tuple[str, str, int]] = set()
+        unique = []
+        for r in self.records:
+            if record_key(r) not in self.done:
+                self.done.add(record_key(r))
+                unique.append(r)
+        self.records = unique
+        self._fh = path.open("a", encoding="utf-8")
+
+    def _repair(self) -> None:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        data = self.path.read_bytes()
+        if data.endswith(b"\n"):
+            return
+        cut = data.rfind(b"\n") + 1
+        logger.warning("%s ends with a partial line (interrupted run); dropping it", self.path)
+        with self.path.open("r+b") as fh:
+            fh.truncate(cut)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def __contains__(self, key: tuple[str, str, int]) -> bool:
+        return key in self.done
+
+    def append(self, record: dict[str, Any]) -> bool:
+        """Write ``record`` unless its key is already logged; returns whether it was written."""
+        key = record_key(record)
+        if key in self.done:
+            return False
+        self._fh.write(_dumps(to_jsonable(record)) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self.done.add(key)
+        self.records.append(record)
+        return True
+
+    def rewrite_sorted(self, order: Iterable[str] | None = None) -> None:
+        """Rewrite the file atomically in a deterministic order (policy, cell, episode index)."""
+        rank = {pid: i for i, pid in enumerate(order or [])}
+        self.records.sort(
+            key=lambda r: (
+                rank.get(r["policy_id"], len(rank)),
+                r["policy_id"],
+                r["cell"],
+                r["episode_index"],
+                r["seed"],
+            )
+        )
+        self._fh.close()
+        write_text_atomic(self.path, "".join(_dumps(to_jsonable(r)) + "\n" for r in self.records))
+        self._fh = self.path.open("a", encoding="utf-8")
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self) -> EpisodeLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,215 @@
+"""Rollouts: failing policies, resume without duplicates, worker-count invariance, load failures, CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from eval_fakes import FakeCorridorEnv, NanPolicy, RaisingPolicy
+
+from eval import records as rec
+from eval.rollout import (
+    Cell,
+    RolloutConfig,
+    UsageError,
+    baseline_spec,
+    episode_seed,
+    main,
+    run_episode,
+    run_rollout,
+)
+from eval.select import SelectionError
+
+HAS_SIM = importlib.util.find_spec("mvla_sim.env") is not None
+needs_sim = pytest.mark.skipif(not HAS_SIM, reason="mvla_sim env not available yet")
+CELL = Cell("left", "day", "medium")
+
+
+def fake_config(tmp_path: Path, **kw) -> RolloutConfig:
+    base = dict(
+        ckpt=[],
+        baselines=["eval_fakes:core_policy"],
+        sides=("left", "right"),
+        lightings=("day",),
+        episodes=3,
+        workers=1,
+        out=tmp_path / "out",
+        videos=0,
+        videos_dir=tmp_path / "videos",
+        env_factory="eval_fakes:make_fake_env",
+    )
+    base.update(kw)
+    return RolloutConfig(**base)
+
+
+def comparable(records: list[dict]) -> list[dict]:
+    """Records without wall-clock fields, video paths reduced to file names."""
+    out = []
+    for r in records:
+        r = rec.without_timing(r)
+        r["video"] = r["video"] and Path(r["video"]).name
+        out.append(r)
+    return out
+
+
+def test_episode_seeds_are_fixed_and_shared() -> None:
+    seeds = [episode_seed(0, "left-day-medium", i) for i in range(50)]
+    assert seeds == [episode_seed(0, "left-day-medium", i) for i in range(50)]
+    assert len(set(seeds)) == 50
+    assert seeds[0] != episode_seed(0, "right-day-medium", 0) != episode_seed(1, "left-day-medium", 0)
+    assert all(0 <= s < 2**31 for s in seeds)
+
+
+def test_nan_action_ends_the_episode_as_a_failure() -> None:
+    env = FakeCorridorEnv("left", "day", "medium")
+    r = run_episode(env, NanPolicy(), {"id": "nan", "kind": "factory"}, CELL, 0, 7)
+    assert r["success"] is False and r["steps"] == 2
+    assert r["failure_reason"].startswith("non_finite_action") and "nan" in r["failure_reason"]
+    assert len(r["trajectory"]) == 3 and len(r["latency_ms"]["steps"]) == 3
+    json.dumps(rec.to_jsonable(r), allow_nan=False)
+
+
+def test_raising_policy_and_bad_shape_are_failures_not_crashes() -> None:
+    env = FakeCorridorEnv("left", "day", "medium")
+    r = run_episode(env, RaisingPolicy(), {"id": "boom", "kind": "factory"}, CELL, 0, 7)
+    assert (
+        r["success"] is False
+        and r["failure_reason"].startswith("policy_error")
+        and "model exploded" in r["failure_reason"]
+    )
+
+    class FourNumbers(NanPolicy):
+        def act(self, obs):
+            return [1.0, 0.0, 0.0, 0.0]
+
+    r = run_episode(env, FourNumbers(), {"id": "four", "kind": "factory"}, CELL, 0, 7)
+    assert r["failure_reason"].startswith("policy_error") and "(4,)" in r["failure_reason"]
+
+
+def test_env_rejecting_an_action_is_caught() -> None:
+    class Strict(FakeCorridorEnv):
+        def step(self, action):
+            raise ValueError("action must be finite")
+
+    r = run_episode(Strict("left", "day", "medium"), NanPolicy(), {"id": "x", "kind": "factory"}, CELL, 0, 1)
+    assert r["failure_reason"].startswith("invalid_action") and r["success"] is False
+
+
+def test_resume_never_duplicates_and_extends(tmp_path: Path) -> None:
+    cfg = fake_config(tmp_path)
+    out = run_rollout(cfg, progress=False)
+    first = rec.read_records(out / "episodes.jsonl")
+    assert len(first) == 2 * 3
+    run_rollout(fake_config(tmp_path), progress=False)
+    again = rec.read_records(out / "episodes.jsonl")
+    assert comparable(again) == comparable(first)  # nothing re-run, nothing duplicated
+
+    # an interrupted run: one complete record lost, one torn line at the end
+    lines = (out / "episodes.jsonl").read_text().splitlines(keepends=True)
+    (out / "episodes.jsonl").write_text("".join(lines[:-1]) + lines[-1][:40])
+    run_rollout(fake_config(tmp_path, episodes=4), progress=False)
+    final = rec.read_records(out / "episodes.jsonl")
+    keys = [rec.record_key(r) for r in final]
+    assert len(keys) == len(set(keys)) == 2 * 4
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["policies"][0]["overall"]["n"] == 8
+
+
+def test_resume_refuses_other_episode_settings(tmp_path: Path) -> None:
+    run_rollout(fake_config(tmp_path, episodes=1), progress=False)
+    with pytest.raises(UsageError, match="other episode settings"):
+        run_rollout(fake_config(tmp_path, episodes=1, seed=5), progress=False)
+
+
+def test_workers_do_not_change_results(tmp_path: Path) -> None:
+    kw = dict(baselines=["eval_fakes:core_policy", "eval_fakes:nan_policy"], episodes=4, videos=1)
+    one = run_rollout(fake_config(tmp_path / "a", workers=1, **kw), progress=False)
+    two = run_rollout(fake_config(tmp_path / "b", workers=2, **kw), progress=False)
+    a, b = rec.read_records(one / "episodes.jsonl"), rec.read_records(two / "episodes.jsonl")
+    assert len(a) == 2 * 2 * 4
+    assert comparable(a) == comparable(b)
+    videos = sorted(Path(r["video"]).name for r in b if r["video"])
+    assert len(videos) == 2 * 2 and any(v.endswith("__success.mp4") or "__fail-" in v for v in videos)
+    assert all(Path(r["video"]).exists() for r in b if r["video"])
+
+
+def test_broken_checkpoint_is_reported_and_others_still_run(tmp_path: Path, tiny_vla_ckpt: Path) -> None:
+    bad = tmp_path / "epoch_epoch=09-val_loss=val_loss=0.010.ckpt"
+    bad.write_bytes(tiny_vla_ckpt.read_bytes()[:5000])  # truncated
+    cfg = fake_config(
+        tmp_path, ckpt=[str(tiny_vla_ckpt), str(bad)], baselines=[], sides=("left",), episodes=1
+    )
+    out = run_rollout(cfg, progress=False)
+    summary = json.loads((out / "summary.json").read_text())
+    by_id = {p["policy_id"]: p for p in summary["policies"]}
+    good, broken = by_id["epoch04-val0.071"], by_id["epoch09-val0.010"]
+    assert broken["status"] == "load_failed" and broken["reason"] and str(bad.name) not in ("",)
+    assert good["status"] == "ok" and good["overall"]["n"] == 1 and good["val_loss"] == pytest.approx(0.071)
+    assert good["key_report"]["ok"] is True and "preprocess" in good["settings"]
+    (r,) = rec.read_records(out / "episodes.jsonl")
+    assert r["val_loss"] == pytest.approx(0.071) and r["policy_kind"] == "checkpoint"
+
+    with pytest.raises(SelectionError, match=bad.name):
+        run_rollout(
+            fake_config(tmp_path / "only_bad", ckpt=[str(bad)], baselines=[], episodes=1), progress=False
+        )
+
+
+def test_cli_bad_input_exits_2_with_one_line(tmp_path: Path, capsys) -> None:
+    for argv in (
+        ["--ckpt", str(tmp_path / "missing.ckpt")],
+        ["--runs", str(tmp_path / "no_such_dir")],
+        ["--policy", "straight", "--ckpt", "top3"],
+        ["--policy", "straight", "--sides", "up"],
+        ["--policy", "straight", "--episodes", "0"],
+    ):
+        assert main([*argv, "--out", str(tmp_path / "o")]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "\n" not in err, err
+
+
+def test_cli_help_explains_the_episode_count(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "--quick" in text and "Wilson" in text and "+/-0.13" in text
+
+
+@needs_sim
+def test_real_env_workers_invariance_with_baselines(tmp_path: Path) -> None:
+    kw = dict(
+        baselines=["expert", "random"], env_factory=None, image_size=(64, 36), episodes=2, lightings=("day", "evening"),
+        sides=("right",), videos=1,
+    )  # fmt: skip
+    one = run_rollout(fake_config(tmp_path / "a", workers=1, **kw), progress=False)
+    two = run_rollout(fake_config(tmp_path / "b", workers=2, **kw), progress=False)
+    a, b = rec.read_records(one / "episodes.jsonl"), rec.read_records(two / "episodes.jsonl")
+    assert len(a) == 2 * 2 * 2 and comparable(a) == comparable(b)
+    assert {r["scene"] for r in a} == {"right-day-medium", "right-evening-medium"}
+    assert all(r["layout"] and r["trajectory"][0] for r in a)
+    summary = json.loads((two / "summary.json").read_text())
+    assert summary["environment"]["git"]["revision"]
+    assert (two / "report.html").exists()
+
+
+@needs_sim
+def test_cli_policy_alone_end_to_end(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "res"
+    argv = ["--policy", "straight", "--baselines", "always_left", "--episodes", "1", "--sides", "left", "--lightings", "day",
+            "--image-size", "64x36", "--out", str(out), "--videos", "1", "--videos-dir", str(tmp_path / "v"),
+            "--workers", "1", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "straight" in text and "always_left" in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert [p["policy_id"] for p in summary["policies"]] == ["straight", "always_left"]
+    assert summary["recommendation"] is None
+    vids = list((tmp_path / "v" / "res").glob("*.mp4"))
+    assert len(vids) == 2 and all("__seed" in v.name for v in vids)
+
+
+def test_baseline_spec() -> None:
+    assert baseline_spec("expert") == {"kind": "baseline", "id": "expert", "name": "expert"}
+    assert baseline_spec("mymod:make")["kind"] == "factory"
