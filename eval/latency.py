@@ -147,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-cache", action="store_true", help="re-encode the whole 8-frame window every step (as deployed)"
     )
     parser.add_argument(
+        "--merge-lora",
+        action="store_true",
+        help="merge LoRA into the base weights (faster; same outputs up to rounding)",
+    )
+    parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
@@ -169,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.height < 8 or args.width < 8:
             raise ValueError(f"observation size must be at least 8x8, got {args.height}x{args.width}")
         devices = _devices(args.device)
-        base = {"dtype": args.dtype, "use_feature_cache": not args.no_cache}
+        base = {"dtype": args.dtype, "use_feature_cache": not args.no_cache, "merge_lora": args.merge_lora}
         start = time.perf_counter()
         if args.ckpt is not None:
             policy = VLAPolicy.from_checkpoint(
@@ -203,7 +208,14 @@ def main(argv: list[str] | None = None) -> int:
             n = args.n if args.n is not None else (5 if heavy else 50)
             warmup = args.warmup if args.warmup is not None else (1 if heavy else 5)
             result = measure_latency(policy, obs_fn, n=n, warmup=warmup, progress=sys.stderr.isatty())
-            result.update({"device": device, "dtype": args.dtype, "feature_cache": not args.no_cache})
+            result.update(
+                {
+                    "device": device,
+                    "dtype": args.dtype,
+                    "feature_cache": not args.no_cache,
+                    "merge_lora": args.merge_lora,
+                }
+            )
             if device == "cuda":
                 result["device_name"] = torch.cuda.get_device_name()
             else:
@@ -215,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"policy: {source}  parameters {counts['total'] / 1e6:.1f} M  built in {build_s:.1f} s")
     print(f"observation {args.height}x{args.width} RGB; budget {BUDGET_MS:.0f} ms (10 Hz)")
-    header = f"{'device':<8}{'dtype':<10}{'cache':<7}{'n':>5}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'in budget':>11}  verdict"
+    header = f"{'device':<8}{'dtype':<10}{'cache':<7}{'lora':<8}{'n':>5}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'in budget':>11}  verdict"
     print(header)
     print("-" * len(header))
     for r in rows:
@@ -223,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
             "OK for 10 Hz" if r["p95_ms"] <= BUDGET_MS else f"{r['p95_ms'] / BUDGET_MS:.1f}x over budget"
         )
         print(
-            f"{r['device']:<8}{r['dtype']:<10}{'on' if r['feature_cache'] else 'off':<7}{r['n']:>5}"
+            f"{r['device']:<8}{r['dtype']:<10}{'on' if r['feature_cache'] else 'off':<7}"
+            f"{'merged' if r['merge_lora'] else 'adapter':<8}{r['n']:>5}"
             f"{r['p50_ms']:>10.1f}{r['p95_ms']:>10.1f}{r['p99_ms']:>10.1f}{r['within_budget']:>10.0%}  {verdict}"
         )
     if args.json is not None:

@@ -431,7 +431,7 @@ def load_model(
     Raises:
         CheckpointError: unreadable file, missing config, or a key report that is not ok.
     """
-    from policies.vla_model import MobileVLAModel
+    from policies.vla_model import MobileVLAModel, check_backbone_folder
 
     path_str = str(path)
     ckpt = read_checkpoint(path, mmap=True)
@@ -441,6 +441,8 @@ def load_model(
     state_dict, lightning = extract_state_dict(ckpt, path_str)
     shapes = {k: tuple(v.shape) for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
 
+    if not config.is_preset:
+        check_backbone_folder(config.backbone)  # tokenizer and config come from it in any case
     meta = MobileVLAModel.build_meta(config)
     report, _ = match_keys(shapes, expected_tensors(meta), checkpoint=path_str, lightning_prefix=lightning)
     del meta

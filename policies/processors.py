@@ -120,9 +120,17 @@ def check_image(image: Any) -> np.ndarray:
     return image
 
 
-def resize_frame(image: np.ndarray, image_size: int) -> torch.Tensor:
-    """uint8 (H, W, 3) -> float32 (3, S, S) in [0, 255]: the full frame resized to a square."""
-    x = torch.from_numpy(np.ascontiguousarray(check_image(image))).permute(2, 0, 1).unsqueeze(0).float()
+def resize_frame(
+    image: np.ndarray, image_size: int, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float32 (3, S, S) in [0, 255]: the full frame resized to a square.
+
+    With ``device``, the uint8 frame is moved there first (a GPU resizes a camera frame faster).
+    """
+    x = torch.from_numpy(np.ascontiguousarray(check_image(image)))
+    if device is not None:
+        x = x.to(device, non_blocking=False)
+    x = x.permute(2, 0, 1).unsqueeze(0).float()
     if x.shape[-2:] != (image_size, image_size):
         x = torch.nn.functional.interpolate(
             x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True
@@ -153,15 +161,17 @@ def normalize_pixels(
     if normalization == "none":
         return x
     if normalization == "clip":
-        m = torch.tensor(mean, dtype=x.dtype).view(3, 1, 1)
-        s = torch.tensor(std, dtype=x.dtype).view(3, 1, 1)
+        m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
+        s = torch.tensor(std, dtype=x.dtype, device=x.device).view(3, 1, 1)
         return (x - m) / s
     raise ValueError(f"normalization must be one of {list(NORMALIZATIONS)}, got {normalization!r}")
 
 
-def preprocess_frame(image: np.ndarray, settings: PreprocessSettings) -> torch.Tensor:
+def preprocess_frame(
+    image: np.ndarray, settings: PreprocessSettings, device: torch.device | str | None = None
+) -> torch.Tensor:
     """One env frame (uint8 RGB, H x W x 3) -> the network's float32 (3, S, S) pixel tensor."""
-    x = resize_frame(image, settings.image_size)
+    x = resize_frame(image, settings.image_size, device)
     x = apply_channel_order(x, settings.channel_order)
     return normalize_pixels(x, settings.normalization, settings.image_mean, settings.image_std)
 

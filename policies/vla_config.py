@@ -515,8 +515,13 @@ class VLAConfig:
                 "RoboVLMs config names no backbone: neither vlm.pretrained_model_name_or_path nor model_path is set",
             )
             backbone = str(raw)
-            if backbone not in BACKBONE_PRESETS and not os.path.isabs(backbone) and config_root is not None:
-                backbone = str(Path(config_root) / backbone)
+        if (
+            backbone_dir is None
+            and backbone not in BACKBONE_PRESETS
+            and not os.path.isabs(backbone)
+            and config_root is not None
+        ):
+            backbone = str(Path(config_root) / backbone)
 
         backbone_config = extra.get("backbone_config")
         if backbone_config is not None and backbone_config == PRESET_BACKBONE_CONFIGS.get(backbone):

@@ -174,11 +174,12 @@ def kosmos2_config(config: VLAConfig):  # -> transformers.Kosmos2Config
     kwargs = config.resolved_backbone_config()
     if kwargs is not None:
         return Kosmos2Config(**kwargs)
-    folder = _check_backbone_folder(config.backbone)
+    folder = check_backbone_folder(config.backbone)
     return Kosmos2Config.from_pretrained(str(folder), local_files_only=True)
 
 
-def _check_backbone_folder(backbone: str) -> Path:
+def check_backbone_folder(backbone: str) -> Path:
+    """The Kosmos-2 folder as a Path; :class:`BackboneNotFoundError` (naming it and the fix) if absent."""
     folder = Path(backbone).expanduser()
     if not (folder / "config.json").is_file():
         raise BackboneNotFoundError(
@@ -195,14 +196,16 @@ def _load_tokenizer(config: VLAConfig) -> Any:
         from policies.tokenizer_tiny import load_tiny_tokenizer
 
         return load_tiny_tokenizer()
-    folder = _check_backbone_folder(config.backbone)
+    folder = check_backbone_folder(config.backbone)
     from transformers import AutoProcessor, AutoTokenizer
 
     try:
-        return AutoProcessor.from_pretrained(str(folder), local_files_only=True).tokenizer
-    except (OSError, ValueError) as exc:
+        processor = AutoProcessor.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         logger.warning("AutoProcessor failed for %s (%s); falling back to AutoTokenizer", folder, exc)
         return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    # Kosmos2Processor wraps the tokenizer; a folder without processor files yields the tokenizer itself
+    return getattr(processor, "tokenizer", processor)
 
 
 def build_backbone(config: VLAConfig, *, load_weights: bool = True) -> tuple[nn.Module, Any, str]:
@@ -223,15 +226,23 @@ def build_backbone(config: VLAConfig, *, load_weights: bool = True) -> tuple[nn.
         backbone = Kosmos2ForConditionalGeneration(kosmos2_config(config))
         source = "random"
     else:
-        folder = _check_backbone_folder(config.backbone)
+        folder = check_backbone_folder(config.backbone)
         backbone = Kosmos2ForConditionalGeneration.from_pretrained(
-            str(folder), local_files_only=True, dtype=torch.float32
+            str(folder), local_files_only=True, **_float32_kwargs()
         )
         source = "pretrained"
     vocab = backbone.config.text_config.vocab_size
     if len(tokenizer) > vocab:
         raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the backbone's vocabulary is {vocab}")
     return backbone.float(), tokenizer, source
+
+
+def _float32_kwargs() -> dict[str, Any]:
+    """``from_pretrained`` keyword for float32 weights (``dtype`` in transformers 5, ``torch_dtype`` before)."""
+    import transformers
+
+    major = int(transformers.__version__.split(".", 1)[0])
+    return {"dtype": torch.float32} if major >= 5 else {"torch_dtype": torch.float32}
 
 
 # ------------------------------------------------------------------------------ the model
@@ -351,6 +362,25 @@ class MobileVLAModel(nn.Module):
             else:
                 counts["backbone_base"] += n
         return counts
+
+    def lora_merged(self) -> bool:
+        """Whether the LoRA deltas are currently merged into the base weights."""
+        return any(getattr(m, "merged", False) for m in self.backbone.modules() if hasattr(m, "lora_A"))
+
+    def set_lora_merged(self, merged: bool) -> None:
+        """Merge (inference speed: no extra LoRA matmuls) or unmerge the LoRA deltas.
+
+        Merged, the base weights hold W + scale * B @ A: never save or train a merged model.
+        Outputs equal the unmerged model's up to float rounding.
+        """
+        if not self.config.lora_enable or merged == self.lora_merged():
+            return
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            if merged:
+                self.model.merge_adapter()
+            else:
+                self.model.unmerge_adapter()
 
     # ---------------------------------------------------------------- text
     def text_inputs(self, instruction: str) -> TextInputs:
@@ -571,6 +601,7 @@ __all__ = [
     "MLPHead",
     "MobileVLAModel",
     "build_backbone",
+    "check_backbone_folder",
     "kosmos2_config",
     "lora_target_modules",
 ]

@@ -70,6 +70,8 @@ class VLAPolicySettings:
     dtype: str = "float32"
     use_feature_cache: bool = True
     """Encode only the newest frame per step (identical results; off = 8 backbone passes)."""
+    merge_lora: bool = False
+    """Merge LoRA into the base weights for inference (faster; equal up to float rounding)."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.execute_steps, int) and self.execute_steps >= 1):
@@ -123,6 +125,8 @@ class VLAPolicy:
         self.config: VLAConfig = model.config
         self.options = settings or VLAPolicySettings()
         self.model = model.to(device=self.options.device, dtype=DTYPES[self.options.dtype]).eval()
+        self.model.act_head.rnn.flatten_parameters()
+        self.model.set_lora_merged(self.options.merge_lora)
         self.checkpoint_path = checkpoint_path
         self.key_report = key_report
         self.source = source
@@ -197,7 +201,7 @@ class VLAPolicy:
             raise RuntimeError("VLAPolicy.act() called before reset(instruction)")
         if not isinstance(obs, dict) or "image" not in obs:
             raise ValueError("obs must be a dict with an 'image' entry (uint8 H x W x 3 RGB)")
-        pixels = preprocess_frame(obs["image"], self.preprocess)
+        pixels = preprocess_frame(obs["image"], self.preprocess, device=self.model.device)
         with torch.no_grad():
             if self.options.use_feature_cache:
                 self._cache.append(pixels)
@@ -239,6 +243,7 @@ class VLAPolicy:
             "temporal_ensemble": self.options.temporal_ensemble,
             "ensemble_decay": self.options.ensemble_decay,
             "use_feature_cache": self.options.use_feature_cache,
+            "merge_lora": self.options.merge_lora,
             "device": self.options.device,
             "dtype": self.options.dtype,
             "options": asdict(self.options),

@@ -235,3 +235,59 @@ def test_parameter_counts_from_shapes_match_model(model):
     expected = model.parameter_counts()
     for key in ("total", "trainable", "lora", "head", "action_token"):
         assert counts[key] == expected[key], key
+
+
+# ------------------------------------------------------------------------------ folder backbone
+@pytest.fixture(scope="module")
+def training_root(tmp_path_factory):
+    """A training repo root with a (tiny) Kosmos-2 saved as `.vlms/kosmos-2-patch14-224`."""
+    from policies.vla_model import build_backbone
+
+    root = tmp_path_factory.mktemp("repo")
+    torch.manual_seed(5)
+    backbone, tokenizer, _ = build_backbone(VLAConfig())
+    folder = root / ".vlms" / "kosmos-2-patch14-224"
+    backbone.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return root
+
+
+def test_lora_only_checkpoint_fills_frozen_weights_from_folder(training_root, tmp_path):
+    folder = training_root / ".vlms" / "kosmos-2-patch14-224"
+    m = MobileVLAModel.build(VLAConfig(backbone=str(folder)), seed=2)
+    assert m.backbone_source == "pretrained"
+    path = save_checkpoint(m, tmp_path / "full.ckpt")
+
+    def keep_trained(ckpt):
+        ckpt["state_dict"] = {
+            k: v
+            for k, v in ckpt["state_dict"].items()
+            if "lora_" in k or k.startswith(("model.act_head.", "model.action_token"))
+        }
+
+    loaded = load_model(rewrite(path, tmp_path / "lora_only.ckpt", keep_trained))
+    assert loaded.report.ok and loaded.report.filled_from_pretrained and not loaded.report.missing_frozen
+    assert loaded.model.backbone_source == "pretrained"
+    assert_same_weights(m, loaded.model)
+
+
+def test_relative_backbone_resolved_from_runs_path(training_root):
+    m = MobileVLAModel.build(
+        VLAConfig(backbone=str(training_root / ".vlms" / "kosmos-2-patch14-224")), seed=2
+    )
+    m.config = m.config.replace(backbone=".vlms/kosmos-2-patch14-224")  # as the real configs store it
+    run_dir = training_root / "runs" / "exp" / "kosmos" / "mobile_vla_finetune" / "2025-11-14" / "exp"
+    path = save_checkpoint(m, run_dir / "last.ckpt")
+    loaded = load_model(path)
+    assert loaded.config.backbone == str(training_root / ".vlms" / "kosmos-2-patch14-224")
+    assert_same_weights(m, loaded.model)
+
+
+def test_missing_backbone_folder_error_names_it(tmp_path):
+    from policies.vla_model import BackboneNotFoundError
+
+    m = MobileVLAModel.build(VLAConfig(), seed=0)
+    m.config = m.config.replace(backbone=str(tmp_path / "nowhere" / "kosmos-2-patch14-224"))
+    path = save_checkpoint(m, tmp_path / "needs_folder.ckpt")
+    with pytest.raises(BackboneNotFoundError, match="nowhere"):
+        load_model(path)

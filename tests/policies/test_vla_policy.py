@@ -164,3 +164,21 @@ def test_latency_cli_tiny_preset(capsys):
     out = capsys.readouterr().out
     assert "p95 ms" in out and "cpu" in out
     assert latency_main(["--ckpt", "/nonexistent/last.ckpt", "--device", "cpu"]) == 2
+
+
+def test_merge_lora_gives_same_actions_and_is_reversible(model):
+    obs = observations(9, seed=2)
+    plain = run(VLAPolicy(model, VLAPolicySettings(dead_zone=0.0)), obs)
+    merged_policy = VLAPolicy(model, VLAPolicySettings(dead_zone=0.0, merge_lora=True))
+    assert model.lora_merged() and merged_policy.settings()["merge_lora"]
+    np.testing.assert_allclose(run(merged_policy, obs), plain, atol=1e-4)
+    VLAPolicy(model)  # default settings unmerge again
+    assert not model.lora_merged()
+
+
+def test_bfloat16_on_cpu_acts(model):
+    try:
+        actions = run(VLAPolicy(model, VLAPolicySettings(dtype="bfloat16")), observations(3))
+        assert actions.dtype == np.float32 and np.all(np.isfinite(actions))
+    finally:
+        model.float()
