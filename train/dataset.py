@@ -10,14 +10,22 @@ A sample is what the real RoboVLMs ``MobileVLAH5Dataset`` + collater feed the mo
 - masks: ``action_mask[t, k]`` is 0 where ``start + t + k`` is past the episode's end, and
   ``frame_mask[t]`` is 0 for frames past the end (their images are zeros).
 
-Windows start at every ``start`` in ``0 .. T - (window_size + fwd_pred_next_n)``, as the real
-loader's length; a real 18-frame episode gives exactly one window. An episode shorter than 18
+Windows (``windows="real"``, the default) start at every ``start`` in
+``0 .. T - (window_size + fwd_pred_next_n)``, as the real loader's length; a real 18-frame episode gives exactly one window. An episode shorter than 18
 frames gives one window at ``start = 0``, zero-padded. (The real loader pads with zeros too but
 leaves its masks at 1 past the end; this one masks them. For an 18-frame episode the chunks are
 exactly the real collater's: it drops the last action and unfolds the 17 others into 8 chunks of
 10. The real training ``__getitem__`` also ignored its index and drew a random episode and start;
 here every window is one index, so a shuffling sampler plays that role. The config's ``rgb_pad``
 (10) is stored by the real loader but never applied.)
+
+``windows="every_step"`` gives instead one window per key press ``t = 1 .. T-1``, ending at
+frame ``t`` and padded at the front with the first frame: exactly the window the deployed policy
+sees at its ``t``-th decision (the real inference pads with the first frame too). Frame 0
+(``episode_start``, zero action, the same image as frame 1) is treated as padding and never
+supervised; padded positions have ``frame_mask`` 0. The real loader never feeds frames 8-17 of
+an 18-frame episode as inputs, so the model it trains sees, late in an episode, windows it was
+never trained on; this mode closes that gap.
 
 Images: the real pipeline squashes the whole 16:9 frame to a square (PIL bilinear to 224 x 224);
 ``image_size`` does the same (bilinear with antialiasing). Items carry uint8 (T, H, W, 3);
@@ -70,6 +78,7 @@ MirrorMode = Literal["none", "random", "double"]
 SplitMethod = Literal["sorted", "stratified"]
 Subset = Literal["train", "val", "all"]
 CacheMode = Literal["auto", "all", "none"]
+WindowMode = Literal["real", "every_step"]
 
 ACTION_CLAMP = 1.0
 """Training actions are clamped to [-ACTION_CLAMP, ACTION_CLAMP] (the config's norm_min/norm_max)."""
@@ -82,6 +91,7 @@ _MIRROR_MODES = ("none", "random", "double")
 _SPLITS = ("sorted", "stratified")
 _SUBSETS = ("train", "val", "all")
 _CACHE_MODES = ("auto", "all", "none")
+_WINDOW_MODES = ("real", "every_step")
 
 
 @dataclass(frozen=True)
@@ -216,6 +226,8 @@ class EpisodeWindowDataset(Dataset):
         cache_max_episode_bytes: largest (resized) episode kept in memory under ``"auto"``.
         cache_max_total_bytes: memory budget of the cache in each process.
         instruction_from_name: use the file name's side when a file lacks ``language_instruction``.
+        windows: ``"real"`` (the RoboVLMs loader's windows) or ``"every_step"`` (one window per key
+            press, padded with the first frame like the deployed policy's).
 
     Raises:
         ValueError: for bad settings or when no episode is found (the message names the folders).
@@ -245,7 +257,10 @@ class EpisodeWindowDataset(Dataset):
         cache_max_episode_bytes: int = 32 * 2**20,
         cache_max_total_bytes: int = 2 * 2**30,
         instruction_from_name: bool = False,
+        windows: WindowMode = "real",
     ) -> None:
+        if windows not in _WINDOW_MODES:
+            raise ValueError(f"windows={windows!r} must be one of {list(_WINDOW_MODES)}")
         if subset not in _SUBSETS:
             raise ValueError(f"subset={subset!r} must be one of {list(_SUBSETS)}")
         if mirror not in _MIRROR_MODES:
@@ -304,12 +319,20 @@ class EpisodeWindowDataset(Dataset):
                     actions=ep.actions,
                 )
             )
+        self.window_mode = windows
         span = window_size + fwd_pred_next_n
-        self.windows: list[tuple[int, int]] = [
-            (i, start)
-            for i, info in enumerate(self.episodes)
-            for start in range(max(info.num_frames - span, 0) + 1)
-        ]
+        if windows == "real":
+            self.windows: list[tuple[int, int]] = [
+                (i, start)
+                for i, info in enumerate(self.episodes)
+                for start in range(max(info.num_frames - span, 0) + 1)
+            ]
+        else:
+            self.windows = [
+                (i, end - window_size + 1)
+                for i, info in enumerate(self.episodes)
+                for end in range(1, info.num_frames)
+            ]
         self._cache: dict[int, np.ndarray] = {}
         self._cache_bytes = 0
         logger.info(
@@ -341,13 +364,20 @@ class EpisodeWindowDataset(Dataset):
         info = self.episodes[ep_index]
         w, c, num_frames = self.window_size, self.fwd_pred_next_n, info.num_frames
 
-        frames = self._frames(ep_index, start, min(start + w, num_frames))
+        idx = start + np.arange(w)
+        first = max(start, 0)
+        frames = self._frames(ep_index, first, min(start + w, num_frames))
         images = np.zeros((w, *frames.shape[1:]), dtype=np.uint8)
-        images[: len(frames)] = frames
-        frame_mask = (start + np.arange(w) < num_frames).astype(np.float32)
+        lead = first - start  # positions padded with the first frame (every_step windows)
+        images[lead : lead + len(frames)] = frames
+        images[:lead] = frames[0]
+        min_frame = 1 if self.window_mode == "every_step" else 0
+        real = (idx >= min_frame) & (idx < num_frames)
+        frame_mask = real.astype(np.float32)
 
-        steps = start + np.arange(w)[:, None] + np.arange(c)[None, :]
-        valid = steps < num_frames
+        steps = idx[:, None] + np.arange(c)[None, :]
+        valid = (steps < num_frames) & real[:, None]
+        steps = np.maximum(steps, 0)
         actions = info.actions[np.minimum(steps, num_frames - 1), :2] * valid[..., None]
         actions = np.clip(actions, -ACTION_CLAMP, ACTION_CLAMP).astype(np.float32)
         instruction = info.instruction
