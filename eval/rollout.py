@@ -28,7 +28,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -39,7 +39,6 @@ import numpy as np
 
 from eval import records as rec
 from eval.select import REFERENCE_RUN_DIR, REPO_ROOT, SelectionError, resolve_checkpoints
-from eval.stats import wilson_half_width
 from eval.video import EpisodeVideo, caption, video_name
 
 logger = logging.getLogger("eval.rollout")
@@ -143,8 +142,11 @@ class RolloutConfig:
             raise UsageError(f"--workers {self.workers}: must be at least 1")
         if self.videos < 0:
             raise UsageError(f"--videos {self.videos}: must be 0 or more")
-        if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 8):
-            raise UsageError(f"--image-size {self.image_size}: give WIDTHxHEIGHT, each at least 8 pixels")
+        if self.image_size is not None and (
+            len(self.image_size) != 2 or self.image_size[0] < 16 or self.image_size[1] < 9
+        ):
+            size = "x".join(str(v) for v in self.image_size)
+            raise UsageError(f"--image-size {size}: give WIDTHxHEIGHT of at least 16x9 pixels, e.g. 256x144")
         if self.max_steps is not None and self.max_steps < 1:
             raise UsageError(f"--max-steps {self.max_steps}: must be at least 1")
         if self.torch_threads < 1:
@@ -289,6 +291,10 @@ def _latency_stats(ms: list[float]) -> dict[str, Any]:
         "max": float(arr.max()),
         "steps": [round(float(v), 3) for v in arr],
     }
+
+
+Task = tuple[dict[str, Any], Cell, int, int, str | None]
+"""(policy spec, cell, episode index, seed, video path or None): one episode to run."""
 
 
 def run_episode(
@@ -471,7 +477,7 @@ def _worker_policy(spec: dict[str, Any], env: Any, seed: int) -> Any:
     return _WORKER["policy"]
 
 
-def _run_task(task: tuple[dict[str, Any], Cell, int, int, str | None]) -> dict[str, Any]:
+def _run_task(task: Task) -> dict[str, Any]:
     spec, cell, index, seed, video = task
     try:
         env = _worker_env(cell)
@@ -588,12 +594,47 @@ def plan_specs(config: RolloutConfig, policy: str | None = None) -> tuple[list[d
         specs += [c.spec() for c in selection.choices]
     for name in config.baselines:
         spec = baseline_spec(name)
+        if spec["kind"] == "baseline":
+            from policies.baselines import BASELINE_NAMES
+
+            if name not in BASELINE_NAMES:
+                raise UsageError(
+                    f"unknown baseline {name!r}; choose from {','.join(BASELINE_NAMES)} (or give module:factory)"
+                )
         if spec["id"] in {s["id"] for s in specs}:
             raise UsageError(f"policy id {spec['id']!r} appears twice; list each policy once")
         specs.append(spec)
     if not specs:
         raise UsageError("nothing to evaluate: give --ckpt (e.g. top3), --policy NAME or --baselines NAMES")
     return specs, selection
+
+
+def plan_episodes(
+    specs: list[dict[str, Any]],
+    config: RolloutConfig,
+    done: Container[tuple[str, str, int]],
+    video_root: Path,
+) -> tuple[list[Task], set[tuple[str, str, int]]]:
+    """The episode tasks still to run, and the keys of every planned episode (done or not).
+
+    Every policy gets the same (cell, seed) list; the first ``config.videos`` episodes of each
+    cell are recorded.
+    """
+    tasks: list[Task] = []
+    planned: set[tuple[str, str, int]] = set()
+    for spec in specs:
+        for cell in config.cells:
+            for index in range(config.episodes):
+                seed = episode_seed(config.seed, cell.name, index)
+                key = (spec["id"], cell.name, seed)
+                planned.add(key)
+                if key in done:
+                    continue
+                video = None
+                if index < config.videos:
+                    video = str(video_root / video_name(spec["id"], cell.name, seed, "pending"))
+                tasks.append((spec, cell, index, seed, video))
+    return tasks, planned
 
 
 def run_rollout(config: RolloutConfig, *, progress: bool = True) -> Path:
@@ -648,23 +689,10 @@ def run_rollout(config: RolloutConfig, *, progress: bool = True) -> Path:
             else f"none of the {len(entries)} policies could be loaded ({failed.reason}); see the log above"
         )
 
-    plan: list[tuple[dict[str, Any], Cell, int, int, str | None]] = []
-    planned_keys: set[tuple[str, str, int]] = set()
     log = rec.EpisodeLog(out / "episodes.jsonl")
     errors: list[dict[str, Any]] = []
     try:
-        for entry in ok:
-            for cell in cells:
-                for index in range(config.episodes):
-                    seed = episode_seed(config.seed, cell.name, index)
-                    key = (entry.spec["id"], cell.name, seed)
-                    planned_keys.add(key)
-                    if key in log:
-                        continue
-                    video = None
-                    if index < config.videos:
-                        video = str(video_root / video_name(entry.spec["id"], cell.name, seed, "pending"))
-                    plan.append((entry.spec, cell, index, seed, video))
+        plan, planned_keys = plan_episodes([e.spec for e in ok], config, log.done, video_root)
         done_before = len(planned_keys) - len(plan)
         if done_before:
             logger.info("resuming %s: %d of %d episodes already done", out, done_before, len(planned_keys))
@@ -672,7 +700,7 @@ def run_rollout(config: RolloutConfig, *, progress: bool = True) -> Path:
             "%d policies x %d cells x %d episodes = %d episodes to run (%d workers)",
             len(ok), len(cells), config.episodes, len(plan), min(config.workers, max(1, len(plan))),
         )  # fmt: skip
-        for result in _execute(plan, config, torch_needed, progress):
+        for result in execute_tasks(plan, config, torch_needed, progress):
             if "error" in result:
                 errors.append(result)
                 logger.error(
@@ -712,12 +740,11 @@ def run_rollout(config: RolloutConfig, *, progress: bool = True) -> Path:
     return out
 
 
-def _execute(
-    plan: list[tuple[dict[str, Any], Cell, int, int, str | None]],
-    config: RolloutConfig,
-    torch_needed: bool,
-    progress: bool,
+def execute_tasks(
+    plan: list[Task], config: RolloutConfig, torch_needed: bool, progress: bool = True
 ) -> Iterable[dict[str, Any]]:
+    """Run episode tasks (in this process for one worker, else in spawned workers); yields records
+    in completion order (``{"error": ...}`` dicts for env/harness errors)."""
     from tqdm import tqdm
 
     if not plan:
@@ -781,6 +808,8 @@ def _image_size(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from eval.stats import wilson_half_width  # scipy: not needed by worker processes
+
     hw50, hw10 = wilson_half_width(DEFAULT_EPISODES), wilson_half_width(QUICK_EPISODES)
     parser = argparse.ArgumentParser(
         prog="python -m eval.rollout",
@@ -971,7 +1000,7 @@ def _dry_run(config: RolloutConfig) -> None:
             if spec["kind"] == "checkpoint"
             else ""
         )
-        print(f"{spec['id']:<24} {spec['kind']:<10}{spec.get('role', '')}{extra}")
+        print(f"{spec['id']:<24} {spec['kind']:<11} {spec.get('role') or '':<8}{extra}")
     n = len(specs) * len(config.cells) * config.episodes
     print(f"{len(specs)} policies x {len(config.cells)} cells x {config.episodes} episodes = {n} episodes")
 

@@ -170,7 +170,11 @@ def _to_float(value: Any) -> float | None:
         out = float(value.item() if hasattr(value, "item") else value)
     except (TypeError, ValueError):
         return None
-    return out if math.isfinite(out) else None
+    if not math.isfinite(out):
+        return None
+    if any(t in str(getattr(value, "dtype", "")) for t in ("float32", "float16")):
+        out = float(f"{out:.7g}")  # a float32 tensor's 0.067 reads back as 0.06700000166893005
+    return out
 
 
 def read_checkpoint_meta(path: Path) -> dict[str, Any] | None:
