@@ -35,6 +35,8 @@ import os
 import pickle
 import re
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -408,6 +410,58 @@ def covers_backbone(report: KeyReport) -> bool:
 
 
 # ------------------------------------------------------------------------------ loading
+@contextmanager
+def parameters_on_meta() -> Iterator[None]:
+    """Create every ``nn.Parameter`` on the meta device while the context is open.
+
+    Buffers (e.g. Kosmos-2's sinusoidal position table, which no checkpoint stores) are built
+    normally; parameters cost no memory or init time until :func:`_load_tensors` assigns them.
+    """
+    original = torch.nn.Module.register_parameter
+
+    def register(module: torch.nn.Module, name: str, param: torch.nn.Parameter | None) -> None:
+        if param is not None and not param.is_meta:
+            param = torch.nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        original(module, name, param)
+
+    torch.nn.Module.register_parameter = register  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        torch.nn.Module.register_parameter = original  # type: ignore[method-assign]
+
+
+def _load_tensors(model: torch.nn.Module, mapping: dict[str, str], state_dict: dict[str, Any]) -> None:
+    """Load the mapped checkpoint tensors into ``model`` (each shared tensor once).
+
+    Meta parameters are replaced by a private copy of their checkpoint tensor (a copy, so the
+    model does not depend on the memory-mapped file, which training may overwrite); real
+    parameters and buffers are filled in place.
+    """
+    replaced: dict[int, torch.nn.Parameter] = {}
+    done: set[int] = set()
+    for key, var in model.state_dict(keep_vars=True).items():
+        canon = canonical_key(key)[0]
+        if canon not in mapping or id(var) in done:
+            continue
+        done.add(id(var))
+        src = state_dict[mapping[canon]]
+        if var.is_meta:
+            replaced[id(var)] = torch.nn.Parameter(
+                src.to(dtype=var.dtype, copy=True), requires_grad=var.requires_grad
+            )
+        else:
+            var.copy_(src)
+    if replaced:
+        for module in model.modules():
+            for name, param in list(module._parameters.items()):
+                if param is not None and id(param) in replaced:
+                    setattr(module, name, replaced[id(param)])  # setattr: nn.LSTM refreshes its flat weights
+    still_meta = [n for n, p in model.named_parameters() if p.is_meta]
+    if still_meta:
+        raise CheckpointError(f"{len(still_meta)} parameters were not loaded: {_preview(still_meta)}")
+
+
 @dataclass
 class LoadedCheckpoint:
     model: Any  # MobileVLAModel
@@ -455,7 +509,14 @@ def load_model(
     ):
         raise CheckpointError(f"{path_str}: does not fit the config's model: " + "; ".join(report.problems()))
 
-    model = MobileVLAModel.build(config, seed=config.seed, load_backbone_weights=need_pretrained)
+    if report.missing_frozen:
+        # LoRA-only checkpoint: the frozen weights come from the pretrained Kosmos-2 folder
+        model = MobileVLAModel.build(config, seed=config.seed, load_backbone_weights=need_pretrained)
+    else:
+        # Full checkpoint: build the structure with parameters on the meta device (no random
+        # init, no second copy of the backbone), then give each parameter its checkpoint tensor.
+        with parameters_on_meta():
+            model = MobileVLAModel.build(config, seed=config.seed, load_backbone_weights=False)
     report, mapping = match_keys(
         shapes, expected_tensors(model), checkpoint=path_str, lightning_prefix=lightning
     )
@@ -463,14 +524,8 @@ def load_model(
         report.filled_from_pretrained, report.missing_frozen = report.missing_frozen, []
     if not report.ok:
         raise CheckpointError(f"{path_str}: " + "; ".join(report.problems()))
-
-    targets = model.state_dict(keep_vars=True)
-    by_canon = {}
-    for key, tensor in targets.items():
-        by_canon.setdefault(canonical_key(key)[0], tensor)
     with torch.no_grad():
-        for canon, src in mapping.items():
-            by_canon[canon].copy_(state_dict[src])
+        _load_tensors(model, mapping, state_dict)
     if report.unexpected:
         logger.warning(
             "%s: %d unexpected keys ignored: %s",

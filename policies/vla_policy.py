@@ -125,6 +125,8 @@ class VLAPolicy:
         self.config: VLAConfig = model.config
         self.options = settings or VLAPolicySettings()
         self.model = model.to(device=self.options.device, dtype=DTYPES[self.options.dtype]).eval()
+        if self.options.device.startswith("cuda") and self.options.dtype != "float32":
+            self.model.act_head.float()  # cuDNN LSTM: no bf16 weight flattening; the head is small
         self.model.act_head.rnn.flatten_parameters()
         self.model.set_lora_merged(self.options.merge_lora)
         self.checkpoint_path = checkpoint_path

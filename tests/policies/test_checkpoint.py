@@ -81,6 +81,15 @@ def test_lightning_checkpoint_loads_with_nothing_missing(model, ckpt_path):
     assert any(a.startswith("lightning") for a in report.aliases)
     assert any(a.startswith(FORM_PEFT_MODEL) for a in report.aliases)
     assert_same_weights(model, loaded.model)
+    # built with meta parameters then assigned: ties, LSTM flat weights and buffers must hold
+    lm = loaded.model.backbone.text_model
+    assert lm.lm_head.weight is lm.model.embed_tokens.weight
+    assert not any(p.is_meta for p in loaded.model.parameters())
+    text = model.text_inputs("go left")
+    frames = [torch.randn(3, 224, 224, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    torch.testing.assert_close(
+        loaded.model.eval().predict_window(frames, text), model.predict_window(frames, text)
+    )
 
 
 def test_third_alias_form_loads(model, ckpt_path, tmp_path):
