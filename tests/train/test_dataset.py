@@ -224,3 +224,15 @@ def test_every_step_windows_match_what_the_deployed_policy_sees(tmp_path, write_
     assert last["action_mask"][7].tolist() == [1.0] + [0.0] * 9  # only frame 17's own action is left
     with pytest.raises(ValueError, match="windows"):
         EpisodeWindowDataset(tmp_path, subset="all", windows="sometimes")
+
+
+def test_episode_mode_returns_whole_padded_episodes(tmp_path, write_synthetic):
+    write_synthetic(tmp_path, num_frames=18, index=0)
+    write_synthetic(tmp_path, num_frames=12, index=1)
+    ds = EpisodeWindowDataset(tmp_path, subset="all", windows="episode")
+    assert len(ds) == 2 and ds.episode_len == 18
+    long, short = ds[0], ds[1]
+    assert long["images"].shape[0] == short["images"].shape[0] == 18
+    assert long["frame_mask"].tolist() == [0.0] + [1.0] * 17
+    assert short["frame_mask"].tolist() == [0.0] + [1.0] * 11 + [0.0] * 6
+    assert short["action_mask"][11].tolist() == [1.0] + [0.0] * 9

@@ -1,0 +1,91 @@
+"""End to end on tiny data: generate sim episodes, fine-tune two epochs, check the run folder and load."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from policies.checkpoint import load_model
+from policies.vla_policy import VLAPolicy
+from train.finetune import main as finetune_main
+from train.generate import GenerateConfig, generate_episodes
+
+REAL_NAME = re.compile(r"^epoch_epoch=(\d{2})-val_loss=val_loss=(\d+\.\d{3})\.ckpt$")
+
+
+@pytest.fixture(scope="module")
+def sim_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim")
+    generate_episodes(GenerateConfig(episodes=6, out=out, image_size="64x36", noise=0.0, seed=3, workers=1))
+    return out
+
+
+@pytest.fixture(scope="module")
+def run_dir(sim_data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    code = finetune_main(
+        ["--data", str(sim_data), "--run-dir", str(run), "--max-epochs", "4", "--batch-size", "2", "--quiet"]
+    )
+    assert code == 0
+    return run
+
+
+def test_run_folder_has_top3_and_last_with_real_names(run_dir):
+    names = sorted(p.name for p in run_dir.glob("*.ckpt"))
+    assert "last.ckpt" in names
+    top = [n for n in names if n != "last.ckpt"]
+    assert len(top) == 3 and all(REAL_NAME.match(n) for n in top), names
+    ckpt = torch.load(run_dir / "last.ckpt", map_location="cpu", weights_only=False)
+    state = next(v for k, v in ckpt["callbacks"].items() if "ModelCheckpoint" in k)
+    assert sorted(p.split("/")[-1] for p in state["best_k_models"]) == top
+    losses = {REAL_NAME.match(n).group(2) for n in top}
+    assert losses == {f"{float(v):.3f}" for v in state["best_k_models"].values()}
+    assert ckpt["hyper_parameters"]["configs"]["mvla_sim"]["backbone"] == "tiny"
+    assert json.loads((run_dir / "config.json").read_text())["trainer"]["max_epochs"] == 4
+
+
+def test_metrics_csv_has_the_real_metric_names(run_dir):
+    rows = list(csv.DictReader((run_dir / "version_0" / "metrics.csv").open()))
+    columns = set(rows[0])
+    for name in (
+        "train_loss_step",
+        "val_loss",
+        "val_loss_velocity_act",
+        "val_rmse_velocity_act",
+        "val_true_rmse",
+        "train_rmse_velocity_act_epoch",
+    ):
+        assert name in columns, sorted(columns)
+    val = [float(r["val_loss"]) for r in rows if r.get("val_loss")]
+    assert len(val) == 4 and all(np.isfinite(val))
+    assert (run_dir / "version_0" / "hparams.yaml").is_file()
+
+
+def test_checkpoint_loads_with_zero_missing_or_unexpected_keys_and_acts(run_dir):
+    top = sorted(p for p in run_dir.glob("epoch_*.ckpt"))[0]
+    loaded = load_model(top)
+    report = loaded.report
+    assert report.ok and report.missing_trained == [] and report.missing_frozen == []
+    assert report.unexpected == [] and report.shape_mismatched == []
+    assert report.loaded == report.expected > 0
+    policy = VLAPolicy.from_checkpoint(top)
+    policy.reset("Navigate around obstacles and reach the front of the beverage bottle on the left")
+    action = policy.act({"image": np.zeros((36, 64, 3), np.uint8), "instruction": "x"})
+    assert action.shape == (2,) and action.dtype == np.float32 and np.all(np.abs(action) <= 1.15)
+
+
+def test_training_lowers_the_loss(run_dir):
+    rows = list(csv.DictReader((run_dir / "version_0" / "metrics.csv").open()))
+    train = [float(r["train_loss_epoch"]) for r in rows if r.get("train_loss_epoch")]
+    assert train[-1] < train[0]
+
+
+def test_missing_data_folder_is_a_one_line_error(tmp_path, capsys):
+    assert finetune_main(["--data", str(tmp_path / "nope"), "--run-dir", str(tmp_path / "r"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "nope" in err and "\n" not in err
