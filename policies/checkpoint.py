@@ -1,7 +1,8 @@
 """Checkpoint I/O for the Mobile VLA: Lightning ``.ckpt`` files in the RoboVLMs layout.
 
-This module owns reading a checkpoint (without holding a multi-GB file twice: ``torch.load``
-with ``mmap=True``), finding its config (``hyper_parameters["configs"]`` or a RoboVLMs JSON
+This module owns reading a checkpoint without holding a multi-GB file twice (inspection
+memory-maps it and reads shapes only; loading builds the model with parameters on the meta
+device and hands each one its checkpoint tensor, so the weights exist once), finding its config (``hyper_parameters["configs"]`` or a RoboVLMs JSON
 beside it), mapping every key form of the real checkpoints onto :class:`MobileVLAModel`, and
 the :class:`KeyReport` that says what was loaded, missing, unexpected or mis-shaped.
 
@@ -217,7 +218,7 @@ def _preview(items: list[str], n: int = 8) -> str:
 def read_checkpoint(
     path: str | os.PathLike[str], *, mmap: bool = True, allow_pickle: bool = True
 ) -> dict[str, Any]:
-    """``torch.load`` a checkpoint on CPU (memory-mapped when possible).
+    """``torch.load`` a checkpoint on CPU (memory-mapped when ``mmap``: shapes can be read cheaply).
 
     Raises:
         CheckpointError: one line naming the file when it is absent, truncated or corrupt.
@@ -434,9 +435,8 @@ def parameters_on_meta() -> Iterator[None]:
 def _load_tensors(model: torch.nn.Module, mapping: dict[str, str], state_dict: dict[str, Any]) -> None:
     """Load the mapped checkpoint tensors into ``model`` (each shared tensor once).
 
-    Meta parameters are replaced by a private copy of their checkpoint tensor (a copy, so the
-    model does not depend on the memory-mapped file, which training may overwrite); real
-    parameters and buffers are filled in place.
+    Meta parameters take their checkpoint tensor itself (converted only if the dtype differs),
+    so the weights exist once in memory; real parameters and buffers are filled in place.
     """
     replaced: dict[int, torch.nn.Parameter] = {}
     done: set[int] = set()
@@ -447,9 +447,7 @@ def _load_tensors(model: torch.nn.Module, mapping: dict[str, str], state_dict: d
         done.add(id(var))
         src = state_dict[mapping[canon]]
         if var.is_meta:
-            replaced[id(var)] = torch.nn.Parameter(
-                src.to(dtype=var.dtype, copy=True), requires_grad=var.requires_grad
-            )
+            replaced[id(var)] = torch.nn.Parameter(src.to(dtype=var.dtype), requires_grad=var.requires_grad)
         else:
             var.copy_(src)
     if replaced:
@@ -488,7 +486,9 @@ def load_model(
     from policies.vla_model import MobileVLAModel, check_backbone_folder
 
     path_str = str(path)
-    ckpt = read_checkpoint(path, mmap=True)
+    # Read into memory once (no mmap): the parameters then take these tensors without a copy,
+    # and the model does not depend on a file that training may overwrite.
+    ckpt = read_checkpoint(path, mmap=False)
     config = config_from_checkpoint(
         ckpt, path_str, config_path=config_path, backbone_dir=backbone_dir, config_root=config_root
     )
