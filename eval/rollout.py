@@ -105,6 +105,8 @@ class RolloutConfig:
         latency_budget_ms: act() latency budget per step (ms).
         env_factory: ``"module:function"`` building an env from (cell, config) instead of
             ``mvla_sim`` (tests and custom scenes).
+        policy_options: settings passed to every checkpoint policy
+            (``VLAPolicy.from_checkpoint(path, **policy_options)``), e.g. ``{"device": "cuda"}``.
     """
 
     ckpt: list[str] = field(default_factory=lambda: ["top3"])
@@ -126,6 +128,7 @@ class RolloutConfig:
     torch_threads: int = 1
     latency_budget_ms: float = LATENCY_BUDGET_MS
     env_factory: str | None = None
+    policy_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name, values, allowed in (
@@ -157,13 +160,14 @@ class RolloutConfig:
         return [Cell(s, li, d) for s in self.sides for li in self.lightings for d in self.distances]
 
     def episode_settings(self) -> dict[str, Any]:
-        """The settings that change what an episode is: a resumed folder must match them."""
+        """The settings that change episode results: a resumed folder must match them."""
         return {
             "seed": self.seed,
             "randomize": self.randomize,
             "image_size": list(self.image_size) if self.image_size else None,
             "max_steps": self.max_steps,
             "env_factory": self.env_factory,
+            "policy_options": dict(self.policy_options),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -225,7 +229,8 @@ def build_policy(spec: dict[str, Any], env: Any, seed: int) -> Any:
     """Rebuild a policy from its serialisable spec (in a worker or the main process).
 
     ``{"kind": "baseline", "name": ...}`` -> ``policies.baselines.make_baseline(name, env, seed)``;
-    ``{"kind": "checkpoint", "path": ...}`` -> ``policies.vla_policy.VLAPolicy.from_checkpoint(path)``;
+    ``{"kind": "checkpoint", "path": ..., "options": {...}}`` ->
+    ``policies.vla_policy.VLAPolicy.from_checkpoint(path, **options)``;
     ``{"kind": "factory", "target": "module:function"}`` -> ``function(env=env, seed=seed)``.
     """
     kind = spec["kind"]
@@ -236,7 +241,7 @@ def build_policy(spec: dict[str, Any], env: Any, seed: int) -> Any:
     if kind == "checkpoint":
         from policies.vla_policy import VLAPolicy
 
-        return VLAPolicy.from_checkpoint(spec["path"])
+        return VLAPolicy.from_checkpoint(spec["path"], **(spec.get("options") or {}))
     if kind == "factory":
         return _import_target(spec["target"])(env=env, seed=seed)
     raise ValueError(f"unknown policy spec kind {kind!r}")
@@ -608,7 +613,7 @@ def plan_specs(config: RolloutConfig, policy: str | None = None) -> tuple[list[d
     selection = None
     if config.ckpt:
         selection = resolve_checkpoints(config.ckpt, config.runs, runs_explicit=config.runs_explicit)
-        specs += [c.spec() for c in selection.choices]
+        specs += [{**c.spec(), "options": dict(config.policy_options)} for c in selection.choices]
     for name in config.baselines:
         spec = baseline_spec(name)
         if spec["kind"] == "baseline":
@@ -1008,6 +1013,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--torch-threads", type=int, default=1, metavar="N", help="torch threads per worker (default 1)"
     )
+    g.add_argument(
+        "--policy-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a VLA policy setting for every checkpoint, repeatable: device=cuda, dtype=bfloat16, "
+        "dead_zone=0.1, execute_steps=2, temporal_ensemble=true ... (recorded in summary.json; "
+        "results on a GPU may differ in the last bits between runs)",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument(
         "--dry-run", action="store_true", help="show the chosen checkpoints and the plan, run nothing"
@@ -1027,7 +1041,17 @@ def config_from_args(args: argparse.Namespace) -> RolloutConfig:
         args.episodes if args.episodes is not None else (QUICK_EPISODES if args.quick else DEFAULT_EPISODES)
     )
     videos = args.videos if args.videos is not None else (1 if args.quick else DEFAULT_VIDEOS)
+    options: dict[str, Any] = {}
+    for item in args.policy_option:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--policy-option {item!r}: give KEY=VALUE, e.g. device=cuda")
+        try:
+            options[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key.strip()] = text
     return RolloutConfig(
+        policy_options=options,
         ckpt=ckpt,
         runs=args.runs or DEFAULT_RUNS,
         # the default training output (runs/) may be empty: then the reference run is used;

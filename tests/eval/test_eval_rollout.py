@@ -139,7 +139,12 @@ def test_broken_checkpoint_is_reported_and_others_still_run(tmp_path: Path, tiny
     bad = tmp_path / "epoch_epoch=09-val_loss=val_loss=0.010.ckpt"
     bad.write_bytes(tiny_vla_ckpt.read_bytes()[:5000])  # truncated
     cfg = fake_config(
-        tmp_path, ckpt=[str(tiny_vla_ckpt), str(bad)], baselines=[], sides=("left",), episodes=1
+        tmp_path,
+        ckpt=[str(tiny_vla_ckpt), str(bad)],
+        baselines=[],
+        sides=("left",),
+        episodes=1,
+        policy_options={"dead_zone": 0.2},
     )
     out = run_rollout(cfg, progress=False)
     summary = json.loads((out / "summary.json").read_text())
@@ -148,6 +153,7 @@ def test_broken_checkpoint_is_reported_and_others_still_run(tmp_path: Path, tiny
     assert broken["status"] == "load_failed" and broken["reason"] and str(bad.name) not in ("",)
     assert good["status"] == "ok" and good["overall"]["n"] == 1 and good["val_loss"] == pytest.approx(0.071)
     assert good["key_report"]["ok"] is True and "preprocess" in good["settings"]
+    assert good["settings"]["postprocess"]["dead_zone"] == 0.2  # --policy-option reached the policy
     (r,) = rec.read_records(out / "episodes.jsonl")
     assert r["val_loss"] == pytest.approx(0.071) and r["policy_kind"] == "checkpoint"
 
@@ -164,6 +170,8 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path: Path, capsys) -> None:
         ["--policy", "straight", "--ckpt", "top3"],
         ["--policy", "straight", "--sides", "up"],
         ["--policy", "straight", "--episodes", "0"],
+        ["--policy", "straight", "--policy-option", "no_equals_sign"],
+        ["--policy", "nope"],
     ):
         assert main([*argv, "--out", str(tmp_path / "o")]) == 2, argv
         err = capsys.readouterr().err.strip()
