@@ -895,7 +895,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  python -m eval.rollout --ckpt best,last --runs runs/my_exp\n"
             "  python -m eval.rollout --ckpt path/to/epoch_epoch=06-val_loss=val_loss=0.067.ckpt\n"
             "  python -m eval.rollout --policy expert --episodes 20\n"
-            "  python -m eval.rollout --out results/20250101-120000   # resume an interrupted run\n"
+            "  python -m eval.rollout --quick --out results/quick     # run again to resume: finished episodes are kept\n"
             "  python -m eval.report results/20250101-120000          # rebuild report.md/.html\n\n"
             f"episodes per cell: the default {DEFAULT_EPISODES} gives a 95 % Wilson interval of at most\n"
             f"+/-{hw50:.2f} per cell (the worst case, at a 50 % success rate); --quick uses {QUICK_EPISODES}\n"
