@@ -105,7 +105,7 @@ def plot_valloss_vs_success(summary: dict[str, Any], path: Path) -> Path | None:
     if not pts:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 4.0))
-    for p in pts:
+    for i, p in enumerate(sorted(pts, key=lambda q: q["val_loss"])):
         o = p["overall"]
         r = o["success_rate"]
         ax.errorbar(
@@ -116,7 +116,13 @@ def plot_valloss_vs_success(summary: dict[str, Any], path: Path) -> Path | None:
             capsize=4,
             color="#1565c0",
         )
-        ax.annotate(p["policy_id"], (p["val_loss"], r), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        ax.annotate(  # staggered so that neighbouring labels do not overlap
+            p["policy_id"],
+            (p["val_loss"], r),
+            textcoords="offset points",
+            xytext=(6, 6 + 12 * (i % 3)),
+            fontsize=8,
+        )
     ra = summary.get("rank_agreement") or {}
     title = "val_loss vs closed-loop success"
     if ra.get("spearman_rho") is not None:
@@ -129,6 +135,7 @@ def plot_valloss_vs_success(summary: dict[str, Any], path: Path) -> Path | None:
     ax.set_xlabel("val_loss (lower is better)")
     ax.set_ylabel("success rate (95 % Wilson CI)")
     ax.set_ylim(-0.02, 1.05)
+    ax.margins(x=0.2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
