@@ -24,6 +24,12 @@ being independent through the backbone, inference caches per-frame features
 (:class:`FrameFeatureCache`) and encodes only the newest frame each step; the result equals a
 full recompute of the padded window (tested).
 
+Layout caveat: the prompt and slot layout follow upstream RoboVLMs (image features right after
+``<s>``, action token at the end of the text). The Mobile VLA fork's Kosmos-2 fallback path
+wrote the image features over the first 64 text positions instead; a real checkpoint trained
+that way would see a different sequence here. Checkpoints trained by this project's ``train/``
+use this module, so training and evaluation agree by construction.
+
 For the Lightning module (``train/``)::
 
     class MobileVLAModule(L.LightningModule):
@@ -35,9 +41,16 @@ For the Lightning module (``train/``)::
             # "model.act_head...", "model.action_token" like the real checkpoints.
 
         def training_step(self, batch, _):
-            pred = self.model(batch["rgb"], batch["input_ids"], batch["attention_mask"])
+            # rgb: [B, 8, 3, 224, 224] from processors.preprocess_frame (the policy's own path)
+            # text: processors.collate_text([self.model.text_inputs(s) for s in lang], pad_id)
+            # action_chunck: [B, 8, 10, 2] = processors.normalize_actions(actions) (1.15 -> 1.0)
+            # chunck_mask: [B, 8, 10], 0 past the episode's end
+            t = batch["text"]
+            pred = self.model(batch["rgb"], t["input_ids"], t["attention_mask"],
+                              t["image_embeds_position_mask"], t["action_token_mask"])
             out = self.model.compute_loss(pred, batch["action_chunck"], batch["chunck_mask"])
-            self.log_dict({f"train_{k}": v for k, v in out.items()})   # train_loss, ...
+            self.log_dict({f"train_{k}": v for k, v in out.items()})
+            # -> train_loss, train_loss_velocity_act, train_rmse_velocity_act (RoboVLMs' names)
             return out["loss"]
 
         def configure_optimizers(self):

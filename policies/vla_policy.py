@@ -72,6 +72,9 @@ class VLAPolicySettings:
     """Encode only the newest frame per step (identical results; off = 8 backbone passes)."""
     merge_lora: bool = False
     """Merge LoRA into the base weights for inference (faster; equal up to float rounding)."""
+    cpu_threads: int | None = None
+    """If set, ``torch.set_num_threads`` (process-wide). 1 is best for parallel rollout workers:
+    several threads per process on a shared 2-core machine can stall for seconds."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.execute_steps, int) and self.execute_steps >= 1):
@@ -96,6 +99,8 @@ class VLAPolicySettings:
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {self.device!r} requested but CUDA is not available")
+        if self.cpu_threads is not None and not (isinstance(self.cpu_threads, int) and self.cpu_threads >= 1):
+            raise ValueError(f"cpu_threads must be an integer >= 1 or None, got {self.cpu_threads!r}")
         if self.device == "cpu" and self.dtype == "float16":
             raise ValueError("dtype 'float16' is not supported on CPU; use 'float32' or 'bfloat16'")
 
@@ -124,6 +129,8 @@ class VLAPolicy:
     ) -> None:
         self.config: VLAConfig = model.config
         self.options = settings or VLAPolicySettings()
+        if self.options.cpu_threads is not None:
+            torch.set_num_threads(self.options.cpu_threads)
         self.model = model.to(device=self.options.device, dtype=DTYPES[self.options.dtype]).eval()
         if self.options.device.startswith("cuda") and self.options.dtype != "float32":
             self.model.act_head.float()  # cuDNN LSTM: no bf16 weight flattening; the head is small
@@ -246,6 +253,7 @@ class VLAPolicy:
             "ensemble_decay": self.options.ensemble_decay,
             "use_feature_cache": self.options.use_feature_cache,
             "merge_lora": self.options.merge_lora,
+            "cpu_threads": torch.get_num_threads(),
             "device": self.options.device,
             "dtype": self.options.dtype,
             "options": asdict(self.options),

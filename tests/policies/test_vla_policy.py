@@ -120,6 +120,7 @@ def test_settings_record_everything(model):
         ({"dtype": "int8"}, "int8"),
         ({"channel_order": "grb"}, "grb"),
         ({"device": "tpu"}, "tpu"),
+        ({"cpu_threads": 0}, "cpu_threads"),
     ],
 )
 def test_invalid_settings_fail(kwargs, match):
