@@ -154,6 +154,7 @@ class VLAPolicy:
         self._chunks: deque[tuple[int, np.ndarray]] = deque(maxlen=self.config.fwd_pred_next_n)
         self._text = None
         self.instruction: str | None = None
+        self._warned_instruction = False
         self.step = 0
         self.predictions = 0
 
@@ -197,6 +198,7 @@ class VLAPolicy:
         """Start an episode: tokenize the instruction, clear window, feature cache and queue."""
         self._text = self.model.text_inputs(instruction)
         self.instruction = instruction
+        self._warned_instruction = False
         self._cache.reset()
         self._frames.clear()
         self._queue.clear()
@@ -210,6 +212,13 @@ class VLAPolicy:
             raise RuntimeError("VLAPolicy.act() called before reset(instruction)")
         if not isinstance(obs, dict) or "image" not in obs:
             raise ValueError("obs must be a dict with an 'image' entry (uint8 H x W x 3 RGB)")
+        if obs.get("instruction", self.instruction) != self.instruction and not self._warned_instruction:
+            logger.warning(
+                "obs instruction %r differs from the reset() instruction %r; the model keeps using the latter",
+                obs["instruction"],
+                self.instruction,
+            )
+            self._warned_instruction = True
         pixels = preprocess_frame(obs["image"], self.preprocess, device=self.model.device)
         with torch.no_grad():
             if self.options.use_feature_cache:

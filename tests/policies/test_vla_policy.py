@@ -183,3 +183,13 @@ def test_bfloat16_on_cpu_acts(model):
         assert actions.dtype == np.float32 and np.all(np.isfinite(actions))
     finally:
         model.float()
+
+
+def test_instruction_mismatch_is_logged_once(model, caplog):
+    policy = VLAPolicy(model)
+    policy.reset(INSTRUCTIONS["left"])
+    obs = {"image": observations(1)[0]["image"], "instruction": INSTRUCTIONS["right"]}
+    with caplog.at_level("WARNING", logger="policies.vla_policy"):
+        policy.act(obs)
+        policy.act(obs)
+    assert sum("differs from the reset() instruction" in r.message for r in caplog.records) == 1
