@@ -61,6 +61,9 @@ TINY_KOSMOS2_CONFIG: dict[str, Any] = {
         # the residual branches near zero, so the action token's feature barely depends on the
         # frame or the instruction (measured: 0.0001 vs 0.05 spread across an episode's frames).
         "init_std": 0.125,
+        # No dropout inside the random tiny backbone: at width 64 its noise swamps the frame signal.
+        "dropout": 0.0,
+        "attention_dropout": 0.0,
     },
     "vision_config": {
         "hidden_size": 64,

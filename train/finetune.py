@@ -13,9 +13,7 @@ import argparse
 import copy
 import json
 import logging
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -148,14 +146,6 @@ def _resolve_precision(configs: dict[str, Any], notes: list[str]) -> str:
     return precision
 
 
-def _atomic_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as fh:
-        json.dump(data, fh, indent=2)
-        tmp = Path(fh.name)
-    os.replace(tmp, path)
-
-
 def run(config: FinetuneConfig) -> dict[str, Any]:
     """Train; returns the checkpoint callback's results (best_k_models, best, last, run_dir)."""
     import lightning as L
@@ -164,6 +154,7 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
     from torch.utils.data import DataLoader
 
     from policies.vla_config import ConfigError, VLAConfig
+    from train.atomic import write_json_atomic
     from train.dataset import EpisodeSource, train_val_datasets
     from train.dataset import collate as collate_fn
     from train.lightning_module import MobileVLAModule
@@ -203,7 +194,7 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
         {"path": str(s.path), "color_order": s.color_order} for s in config.data
     ]
     cfg["mvla_sim"]["episodes"] = {"train": len(train_set.episodes), "val": len(val_set.episodes)}
-    _atomic_json(run_dir / "config.json", cfg)
+    write_json_atomic(run_dir / "config.json", cfg)
 
     loader_kw = {
         "batch_size": vla.training.batch_size,

@@ -69,7 +69,6 @@ import math
 import multiprocessing
 import os
 import sys
-import uuid
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -84,6 +83,7 @@ from tqdm import tqdm
 import mvla_sim
 from mvla_sim.facts import CAMERA_NATIVE_SIZE, EPISODE_ACTIONS, OBSTACLE_DISTANCES
 from policies.baselines import make_baseline
+from train.atomic import write_json_atomic
 from train.episodes import (
     EpisodeFormatError,
     EpisodeName,
@@ -607,16 +607,6 @@ class GenerateResult:
         )
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
-    try:
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _check_folder_config(config: GenerateConfig) -> None:
     path = config.out / CONFIG_FILE
     if not path.is_file():
@@ -648,7 +638,7 @@ def run_generation(config: GenerateConfig, *, progress: bool = True) -> Generate
     """
     config.out.mkdir(parents=True, exist_ok=True)
     _check_folder_config(config)
-    _write_json_atomic(config.out / CONFIG_FILE, config.to_json())
+    write_json_atomic(config.out / CONFIG_FILE, config.to_json())
 
     plans = plan_episodes(config)
     records: dict[int, dict[str, Any]] = {}
@@ -700,7 +690,7 @@ def run_generation(config: GenerateConfig, *, progress: bool = True) -> Generate
     ordered = [records[plan.index] for plan in plans]
     paths = [config.out / r["file"] for r in ordered if r["file"]]
     result = GenerateResult(config, paths, ordered)
-    _write_json_atomic(
+    write_json_atomic(
         config.out / REPORT_FILE, {"config": config.to_json(), "totals": result.totals, "episodes": ordered}
     )
     return result
