@@ -206,6 +206,10 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
     val_loader = DataLoader(val_set, shuffle=False, **loader_kw)
 
     module = MobileVLAModule(cfg, init_seed=config.init_seed if config.init_seed is not None else vla.seed)
+    if cfg.get("mvla_sim", {}).get("standardize_features"):
+        batches = [b for b, _ in zip(train_loader, range(8), strict=False)]
+        stats = module.standardize_features(batches)
+        config.notes.append(f"final text LayerNorm standardized on {stats['frames']} training frames")
     checkpoint = ModelCheckpoint(
         dirpath=run_dir,
         monitor="val_loss",

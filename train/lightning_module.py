@@ -98,6 +98,43 @@ class MobileVLAModule(L.LightningModule):
         unfolded_mask = mask[:, idx] * (window_ok & pos_ok).unsqueeze(-1)
         return pred, target[:, idx], unfolded_mask
 
+    @torch.no_grad()
+    def standardize_features(self, batches: list[dict[str, Any]], min_std: float = 1e-2) -> dict[str, float]:
+        """Data-dependent init of the text model's final LayerNorm: per-dimension zero-mean, unit-std
+        action-token features over ``batches`` (for randomly initialised presets only).
+
+        A random tiny backbone gives features dominated by one constant vector, and the LSTM head
+        then sits on the mean-action plateau for hundreds of steps; folding the features' mean and
+        std into the LayerNorm's (frozen) weight and bias removes that without any new parameter,
+        so the checkpoint layout is unchanged and inference sees the same features.
+        """
+        was_training = self.training
+        self.eval()
+        feats = []
+        for batch in batches:
+            pixels = preprocess_batch(batch["images"], self.preprocess).to(self.model.dtype)
+            text = self._text(batch["instruction"])
+            length = pixels.shape[1]
+            rows = {k: v.repeat_interleave(length, dim=0) for k, v in text.items()}
+            f = self.model.encode_frames(
+                pixels.flatten(0, 1),
+                rows["input_ids"],
+                rows["attention_mask"],
+                rows["image_embeds_position_mask"],
+                rows["action_token_mask"],
+            )
+            keep = (
+                batch["frame_mask"].flatten().bool() if length > 1 else torch.ones(len(f), dtype=torch.bool)
+            )
+            feats.append(f[keep])
+        f = torch.cat(feats)
+        mean, std = f.mean(0), f.std(0).clamp(min=min_std)
+        norm = self.model.backbone.text_model.model.layer_norm
+        norm.weight.div_(std)
+        norm.bias.sub_(mean).div_(std)
+        self.train(was_training)
+        return {"frames": int(len(f)), "mean_abs": float(mean.abs().mean()), "std_mean": float(std.mean())}
+
     def _shared_step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
         pred, target, mask = self._predict(batch)
         cfg = self.vla_config

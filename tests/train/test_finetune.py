@@ -89,3 +89,36 @@ def test_missing_data_folder_is_a_one_line_error(tmp_path, capsys):
     assert finetune_main(["--data", str(tmp_path / "nope"), "--run-dir", str(tmp_path / "r"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "nope" in err and "\n" not in err
+
+
+def test_standardize_features_folds_mean_and_std_into_the_final_layer_norm(sim_data):
+    from train.dataset import EpisodeWindowDataset, collate
+    from train.finetune import DEFAULT_CONFIG, load_config
+    from train.lightning_module import MobileVLAModule
+
+    module = MobileVLAModule(load_config(DEFAULT_CONFIG), init_seed=0)
+    dataset = EpisodeWindowDataset(sim_data, subset="all", windows="episode")
+    batch = collate([dataset[i] for i in range(len(dataset))])
+    keys_before = set(module.state_dict())
+    module.standardize_features([batch])
+    assert set(module.state_dict()) == keys_before  # no new parameter: the checkpoint layout is unchanged
+    module.eval()
+    with torch.no_grad():
+        text = module._text(batch["instruction"])
+        from train.lightning_module import preprocess_batch
+
+        pixels = preprocess_batch(batch["images"], module.preprocess)
+        rows = {k: v.repeat_interleave(pixels.shape[1], 0) for k, v in text.items()}
+        feats = module.model.encode_frames(
+            pixels.flatten(0, 1),
+            rows["input_ids"],
+            rows["attention_mask"],
+            rows["image_embeds_position_mask"],
+            rows["action_token_mask"],
+        )
+    real = feats[batch["frame_mask"].flatten().bool()]
+    assert real.mean(0).abs().max() < 1e-3
+    std = real.std(0)
+    assert (
+        std.max() < 1.001 and (std > 0.999).float().mean() > 0.5
+    )  # unit std, but for dims clamped at min_std
