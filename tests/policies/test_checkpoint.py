@@ -26,22 +26,9 @@ from policies.vla_model import MobileVLAModel
 LORA_KEY = "text_model.model.layers.1.self_attn.v_proj.lora_A.default.weight"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def model() -> MobileVLAModel:
-    m = MobileVLAModel.build(VLAConfig(), seed=0)
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            if "lora_B" in name or name == "action_token":
-                p.normal_(0.0, 0.05)
-    return m.eval()
+def model(perturbed_model) -> MobileVLAModel:
+    return perturbed_model
 
 
 @pytest.fixture(scope="module")

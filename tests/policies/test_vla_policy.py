@@ -15,14 +15,6 @@ from policies.vla_model import MobileVLAModel
 from policies.vla_policy import VLAPolicy, VLAPolicySettings
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model() -> MobileVLAModel:
     m = MobileVLAModel.build(VLAConfig(), seed=0)
