@@ -52,9 +52,14 @@ def replay(keys_side: str, scene_side: str, lighting: str, videos: Path | None) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.replay", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--videos-dir", type=Path, default=Path("videos") / "replay", help="default videos/replay/")
+    parser = argparse.ArgumentParser(
+        prog="python -m eval.replay",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--videos-dir", type=Path, default=Path("videos") / "replay", help="default videos/replay/"
+    )
     parser.add_argument("--no-videos", action="store_true", help="only print the table")
     args = parser.parse_args(argv)
     videos = None if args.no_videos else args.videos_dir
@@ -64,9 +69,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         info = replay(keys_side, scene_side, lighting, videos)
         expected = keys_side == scene_side
         ok &= bool(info["is_success"]) == expected
-        print(f"{'core-' + keys_side:<12}{scene_side + '-' + lighting:<16}{info['is_success']!s:>8}"
-              f"{info['side_passed']:>7}{info['distance_to_goal']:>8.2f}  {info.get('video', '')}")
-    print("calibration holds" if ok else "calibration BROKEN: a core sequence did not behave as in the real data")
+        print(
+            f"{'core-' + keys_side:<12}{scene_side + '-' + lighting:<16}{info['is_success']!s:>8}"
+            f"{info['side_passed']:>7}{info['distance_to_goal']:>8.2f}  {info.get('video', '')}"
+        )
+    print(
+        "calibration holds"
+        if ok
+        else "calibration BROKEN: a core sequence did not behave as in the real data"
+    )
     return 0 if ok else 1
 
 

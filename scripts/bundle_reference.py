@@ -38,7 +38,11 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     run = Path(argv[0])
-    dest = Path(argv[1]) if len(argv) > 1 else Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "reference"
+    dest = (
+        Path(argv[1])
+        if len(argv) > 1
+        else Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "reference"
+    )
     ckpts = sorted(run.glob("*.ckpt"))
     if not ckpts:
         print(f"error: no .ckpt files in {run}; train first (python -m train.finetune ...)", file=sys.stderr)

@@ -16,9 +16,27 @@ CI_VIDEOS = REPO_ROOT / "videos" / "ci"
 def test_short_reference_rollout_leaves_decodable_videos(tmp_path):
     shutil.rmtree(CI_VIDEOS, ignore_errors=True)
     out = tmp_path / "results"
-    code = main(["--ckpt", "best", "--runs", str(REFERENCE), "--baselines", "expert", "--episodes", "1",
-                 "--videos", "1", "--videos-dir", str(CI_VIDEOS), "--out", str(out), "--workers", "1",
-                 "--no-progress"])
+    code = main(
+        [
+            "--ckpt",
+            "best",
+            "--runs",
+            str(REFERENCE),
+            "--baselines",
+            "expert",
+            "--episodes",
+            "1",
+            "--videos",
+            "1",
+            "--videos-dir",
+            str(CI_VIDEOS),
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     ids = [p["policy_id"] for p in summary["policies"]]
