@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import math
+import os
 import string
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +205,8 @@ class MobileVLAEnv(gym.Env):
         )
         self.action_space = spaces.Box(ACTION_LOW, ACTION_HIGH, shape=(2,), dtype=np.float32)
 
-        self._client = bullet_client.BulletClient(connection_mode=p.DIRECT)
+        with _quiet_stdout():  # PyBullet's C code prints "argv[0]=" on every DIRECT connect
+            self._client = bullet_client.BulletClient(connection_mode=p.DIRECT)
         self._client.configureDebugVisualizer(p.COV_ENABLE_GUI, 0)
         self.world = CorridorWorld(self._client, self.spec_scene)
         self.robot = OmniBase(self._client, self.spec_scene.robot, self.spec_scene.drive)
@@ -374,6 +380,25 @@ class MobileVLAEnv(gym.Env):
 
     def _obs(self) -> dict[str, Any]:
         return {"image": self._obs_image, "instruction": self.instruction}
+
+
+@contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Silence C-level writes to the process's stdout (file descriptor 1) for a moment."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        yield
+        return
+    sys.stdout.flush()
+    saved, devnull = os.dup(fd), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    try:
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _check_choice(name: str, value: Any, valid: tuple) -> None:
