@@ -66,19 +66,24 @@ class MobileVLAModule(L.LightningModule):
         batch = collate_text(items, pad_token_id=self.model.tokenizer.pad_token_id)
         return {k: v.to(self.device) for k, v in batch.items()}
 
-    def _predict(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(pred, target, mask) for a batch of windows, or of whole episodes to unfold."""
+    def encode_batch(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Per-frame action-token features [B, L, D] of a batch's frames (each frame on its own)."""
         pixels = preprocess_batch(batch["images"], self.preprocess).to(self.model.dtype)
         text = self._text(batch["instruction"])
         b, length = pixels.shape[:2]
         rows = {k: v.repeat_interleave(length, dim=0) for k, v in text.items()}
-        feats = self.model.encode_frames(
+        return self.model.encode_frames(
             pixels.flatten(0, 1),
             rows["input_ids"],
             rows["attention_mask"],
             rows["image_embeds_position_mask"],
             rows["action_token_mask"],
         ).view(b, length, -1)
+
+    def _predict(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(pred, target, mask) for a batch of windows, or of whole episodes to unfold."""
+        feats = self.encode_batch(batch)
+        b, length = feats.shape[:2]
         cfg = self.vla_config
         target = normalize_actions(batch["actions"], cfg.norm_min, cfg.norm_max)
         mask = batch["action_mask"] * batch["frame_mask"].unsqueeze(-1)
@@ -112,21 +117,8 @@ class MobileVLAModule(L.LightningModule):
         self.eval()
         feats = []
         for batch in batches:
-            pixels = preprocess_batch(batch["images"], self.preprocess).to(self.model.dtype)
-            text = self._text(batch["instruction"])
-            length = pixels.shape[1]
-            rows = {k: v.repeat_interleave(length, dim=0) for k, v in text.items()}
-            f = self.model.encode_frames(
-                pixels.flatten(0, 1),
-                rows["input_ids"],
-                rows["attention_mask"],
-                rows["image_embeds_position_mask"],
-                rows["action_token_mask"],
-            )
-            keep = (
-                batch["frame_mask"].flatten().bool() if length > 1 else torch.ones(len(f), dtype=torch.bool)
-            )
-            feats.append(f[keep])
+            f = self.encode_batch(batch).flatten(0, 1)
+            feats.append(f[batch["frame_mask"].flatten().bool()])
         f = torch.cat(feats)
         mean, std = f.mean(0), f.std(0).clamp(min=min_std)
         norm = self.model.backbone.text_model.model.layer_norm

@@ -104,18 +104,7 @@ def test_standardize_features_folds_mean_and_std_into_the_final_layer_norm(sim_d
     assert set(module.state_dict()) == keys_before  # no new parameter: the checkpoint layout is unchanged
     module.eval()
     with torch.no_grad():
-        text = module._text(batch["instruction"])
-        from train.lightning_module import preprocess_batch
-
-        pixels = preprocess_batch(batch["images"], module.preprocess)
-        rows = {k: v.repeat_interleave(pixels.shape[1], 0) for k, v in text.items()}
-        feats = module.model.encode_frames(
-            pixels.flatten(0, 1),
-            rows["input_ids"],
-            rows["attention_mask"],
-            rows["image_embeds_position_mask"],
-            rows["action_token_mask"],
-        )
+        feats = module.encode_batch(batch).flatten(0, 1)
     real = feats[batch["frame_mask"].flatten().bool()]
     assert real.mean(0).abs().max() < 1e-3
     std = real.std(0)
