@@ -36,10 +36,14 @@ from policies.processors import (
     postprocess_action,
     preprocess_frame,
 )
+from policies.transport import jpeg_round_trip
 from policies.vla_config import CHANNEL_ORDERS, NORMALIZATIONS, VLAConfig
 from policies.vla_model import FrameFeatureCache, MobileVLAModel
 
 logger = logging.getLogger(__name__)
+
+PROFILES: tuple[str, ...] = ("as_trained", "as_deployed")
+TRANSPORTS: tuple[str, ...] = ("jpeg", "none")
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -75,6 +79,13 @@ class VLAPolicySettings:
     cpu_threads: int | None = None
     """If set, ``torch.set_num_threads`` (process-wide). 1 is best for parallel rollout workers:
     several threads per process on a shared 2-core machine can stall for seconds."""
+    profile: str = "as_trained"
+    """``"as_trained"`` (what the model saw in training) or ``"as_deployed"`` (the team's server
+    and robot client)."""
+    transport: str | None = None
+    """``"jpeg"``: the robot client's 224x224 resize + JPEG + the server's decode before the
+    model (:func:`policies.transport.jpeg_round_trip`); ``"none"``: the frame as is. ``None`` =
+    the profile's default (``"jpeg"`` for ``as_deployed``)."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.execute_steps, int) and self.execute_steps >= 1):
@@ -101,6 +112,10 @@ class VLAPolicySettings:
             raise ValueError(f"device {self.device!r} requested but CUDA is not available")
         if self.cpu_threads is not None and not (isinstance(self.cpu_threads, int) and self.cpu_threads >= 1):
             raise ValueError(f"cpu_threads must be an integer >= 1 or None, got {self.cpu_threads!r}")
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {list(PROFILES)}, got {self.profile!r}")
+        if self.transport is not None and self.transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {list(TRANSPORTS)} or None, got {self.transport!r}")
         if self.device == "cpu" and self.dtype == "float16":
             raise ValueError("dtype 'float16' is not supported on CPU; use 'float32' or 'bfloat16'")
 
@@ -157,6 +172,7 @@ class VLAPolicy:
         self._warned_instruction = False
         self.step = 0
         self.predictions = 0
+        self.transport = self.options.transport or ("jpeg" if self.options.profile == "as_deployed" else "none")
 
     # ---------------------------------------------------------------- constructors
     @classmethod
@@ -171,6 +187,7 @@ class VLAPolicy:
     def from_checkpoint(
         cls,
         path: str | os.PathLike[str],
+        profile: str = "as_trained",
         *,
         config_path: str | os.PathLike[str] | None = None,
         backbone_dir: str | os.PathLike[str] | None = None,
@@ -181,7 +198,7 @@ class VLAPolicy:
         options are :class:`VLAPolicySettings` fields."""
         from policies.checkpoint import load_model
 
-        settings, rest = VLAPolicySettings.split(options)
+        settings, rest = VLAPolicySettings.split({**options, "profile": profile})
         if rest:
             raise TypeError(f"unknown VLAPolicy settings: {sorted(rest)}")
         loaded = load_model(path, config_path=config_path, backbone_dir=backbone_dir, config_root=config_root)
@@ -219,7 +236,10 @@ class VLAPolicy:
                 self.instruction,
             )
             self._warned_instruction = True
-        pixels = preprocess_frame(obs["image"], self.preprocess, device=self.model.device)
+        image = obs["image"]
+        if self.transport == "jpeg":
+            image = jpeg_round_trip(image)
+        pixels = preprocess_frame(image, self.preprocess, device=self.model.device)
         with torch.no_grad():
             if self.options.use_feature_cache:
                 self._cache.append(pixels)
@@ -234,6 +254,8 @@ class VLAPolicy:
                     self._queue.extend(chunk[: self.options.execute_steps])
                 raw = self._queue.popleft()
         self.step += 1
+        if self.options.profile == "as_deployed" and self.step == 1:
+            return np.zeros(2, dtype=np.float32)  # the team's server zeroes the first call after a reset
         return postprocess_action(raw, self.postprocess)
 
     def settings(self) -> dict[str, Any]:
@@ -241,6 +263,8 @@ class VLAPolicy:
         cfg = self.config
         return {
             "policy": self.name,
+            "profile": self.options.profile,
+            "transport": self.transport,
             "source": self.source,
             "checkpoint": self.checkpoint_path,
             "key_report": self.key_report,
