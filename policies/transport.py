@@ -6,12 +6,14 @@ in-process ``as_deployed`` profile, the HTTP client policy and ``policies.serve`
 definition:
 
 1. :func:`client_resize`: the ROS 2 client's ``cv2.resize(frame, (224, 224))``, i.e. OpenCV's
-   ``INTER_LINEAR`` (half-pixel centres, no antialiasing, edge clamping, 11-bit fixed-point
-   weights). Reimplemented in numpy with OpenCV's fixed-point arithmetic (no OpenCV
-   dependency); against ``cv2.resize`` itself it differs by at most 1 grey level on a few
-   pixels (OpenCV's SIMD path rounds its vertical pass slightly differently).
+   8-bit ``INTER_LINEAR`` (half-pixel centres, no antialiasing, edge clamping, 11-bit
+   fixed-point weights, its SIMD rounding), reimplemented in numpy (no OpenCV dependency);
 2. :func:`encode_jpeg`: ``cv2.imencode('.jpg', ...)`` at its default quality 95 with 4:2:0
-   chroma subsampling, done with Pillow (same libjpeg quantisation tables and subsampling).
+   chroma subsampling, done with Pillow.
+
+Checked against OpenCV 4.11 and Pillow 13 on simulator frames: the resize and the JPEG bytes are
+identical to the robot client's (``tests/policies/test_transport.py`` holds frames encoded by
+``cv2``).
 3. :func:`to_base64` / :func:`from_base64`: the JSON payload's ``image`` field.
 4. :func:`decode_jpeg`: the server's ``Image.open(BytesIO(...)).convert('RGB')``.
 
@@ -43,37 +45,48 @@ class FrameDecodeError(ValueError):
     """A payload is not base64 or not a decodable image (the message says which)."""
 
 
-def _linear_taps(src_size: int, dst_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """OpenCV INTER_LINEAR source indices and fixed-point weights along one axis."""
-    scale = src_size / dst_size
-    f = (np.arange(dst_size, dtype=np.float64) + 0.5) * scale - 0.5
-    f = f.astype(np.float32)  # OpenCV computes the source coordinate in float
+def _taps(src_size: int, dst_size: int, clamp: bool) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV INTER_LINEAR source index and 11-bit weights along one axis.
+
+    As ``cv::resize``: ``f = float((d + 0.5) * scale - 0.5)`` with ``scale = 1 / (dst / src)``,
+    ``s = floor(f)``, weights ``round((1 - frac) * 2048)`` and ``round(frac * 2048)`` computed in
+    float32; along x the borders clamp the index and zero the fraction, along y the rows are
+    clamped when read.
+    """
+    scale = 1.0 / (dst_size / src_size)
+    f = ((np.arange(dst_size, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.float32)
     i0 = np.floor(f).astype(np.int64)
-    frac = (f - i0).astype(np.float32)
-    low = i0 < 0
-    i0[low], frac[low] = 0, 0.0
-    high = i0 >= src_size - 1
-    i0[high], frac[high] = src_size - 1, 0.0
-    i1 = np.minimum(i0 + 1, src_size - 1)
-    w0 = np.rint((1.0 - frac) * _COEF_SCALE).astype(np.int64)
-    return i0, i1, np.stack([w0, _COEF_SCALE - w0])
+    frac = (f - i0.astype(np.float32)).astype(np.float32)
+    if clamp:
+        low, high = i0 < 0, i0 >= src_size - 1
+        frac[low | high] = 0.0
+        i0[low], i0[high] = 0, src_size - 1
+    w0 = np.rint((np.float32(1.0) - frac) * np.float32(_COEF_SCALE)).astype(np.int64)
+    w1 = np.rint(frac * np.float32(_COEF_SCALE)).astype(np.int64)
+    return i0, np.stack([w0, w1])
 
 
 def client_resize(image: np.ndarray, size: int = CLIENT_FRAME_SIZE) -> np.ndarray:
-    """uint8 (H, W, 3) -> uint8 (size, size, 3), as the robot client's ``cv2.resize``."""
+    """uint8 (H, W, 3) -> uint8 (size, size, 3), bit for bit as the robot client's ``cv2.resize``.
+
+    OpenCV's 8-bit INTER_LINEAR: a horizontal pass in integers (weights x 2048), then its SIMD
+    vertical pass ``((r0 >> 4) * b0 >> 16) + ((r1 >> 4) * b1 >> 16) + 2 >> 2``.
+    """
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         raise ValueError(f"expected a uint8 (H, W, 3) frame, got {img.dtype} {img.shape}")
     h, w = img.shape[:2]
     if (h, w) == (size, size):
         return img.copy()
-    x0, x1, wx = _linear_taps(w, size)
-    y0, y1, wy = _linear_taps(h, size)
+    x0, wx = _taps(w, size, clamp=True)
+    x1 = np.minimum(x0 + 1, w - 1)
+    y0, wy = _taps(h, size, clamp=False)
+    r0, r1 = np.clip(y0, 0, h - 1), np.clip(y0 + 1, 0, h - 1)
     src = img.astype(np.int64)
-    rows = src[:, x0] * wx[0][None, :, None] + src[:, x1] * wx[1][None, :, None]  # (h, size, 3) x 2^11
-    out = rows[y0] * wy[0][:, None, None] + rows[y1] * wy[1][:, None, None]  # x 2^22
-    out = (out + (1 << (2 * _COEF_BITS - 1))) >> (2 * _COEF_BITS)
-    return np.clip(out, 0, 255).astype(np.uint8)
+    rows = src[:, x0] * wx[0][None, :, None] + src[:, x1] * wx[1][None, :, None]  # (h, size, 3), x 2^11
+    a = ((rows[r0] >> 4) * wy[0][:, None, None]) >> 16
+    b = ((rows[r1] >> 4) * wy[1][:, None, None]) >> 16
+    return np.clip((a + b + 2) >> 2, 0, 255).astype(np.uint8)
 
 
 def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
