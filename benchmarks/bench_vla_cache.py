@@ -17,8 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from eval.latency import measure_latency, random_obs_fn  # noqa: E402
+from policies.profiles import resolve  # noqa: E402
 from policies.vla_config import VLAConfig  # noqa: E402
-from policies.vla_policy import VLAPolicy, VLAPolicySettings  # noqa: E402
+from policies.vla_policy import VLAPolicy  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,11 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
 
-    policy = VLAPolicy.from_config(VLAConfig(backbone=args.preset), seed=0, device=args.device)
+    config = VLAConfig(backbone=args.preset, hidden_size=512, lora_enable=True)  # the report's head and LoRA
+    policy = VLAPolicy.from_config(config, seed=0, device=args.device)
     obs_fn = random_obs_fn(360, 640)
     results = {}
     for cached in (True, False):
-        policy = VLAPolicy(policy.model, VLAPolicySettings(device=args.device, use_feature_cache=cached))
+        overrides = {"device": args.device, "use_feature_cache": cached}
+        policy = VLAPolicy(policy.model, resolve(policy.config, overrides=overrides))
         results[cached] = measure_latency(policy, obs_fn, n=args.n, warmup=args.warmup)
     on, off = results[True], results[False]
     print(f"preset {args.preset} on {args.device}, {args.n} calls after {args.warmup} warm-up")

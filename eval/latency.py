@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--backbone-dir", type=Path, default=None, help="local Kosmos-2 folder for a real checkpoint"
     )
     parser.add_argument(
+        "--profile",
+        choices=["as_trained", "as_deployed"],
+        default="as_trained",
+        help="what the model is shown: its training pipeline, or the team's server + robot client (JPEG transport)",
+    )
+    parser.add_argument(
         "--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CPU, plus CUDA if available"
     )
     parser.add_argument(
@@ -162,9 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from policies.checkpoint import CheckpointError
+    from policies.profiles import ProfileError, resolve
     from policies.vla_config import VLAConfig
     from policies.vla_model import BackboneNotFoundError
-    from policies.vla_policy import VLAPolicy, VLAPolicySettings
+    from policies.vla_policy import VLAPolicy
 
     try:
         if args.threads is not None:
@@ -179,15 +186,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.ckpt is not None:
             policy = VLAPolicy.from_checkpoint(
                 args.ckpt,
+                args.profile,
                 config_path=args.config,
                 backbone_dir=args.backbone_dir,
                 device="cpu",
                 **{**base, "dtype": "float32"},
             )
-            source = str(args.ckpt)
+            source = f"{args.ckpt} ({args.profile})"
         else:
-            policy = VLAPolicy.from_config(VLAConfig(backbone=args.preset), seed=0)
-            source = f"preset {args.preset} (random weights)"
+            preset = VLAConfig(backbone=args.preset, hidden_size=512, lora_enable=True)
+            policy = VLAPolicy.from_config(preset, args.profile, seed=0)
+            source = f"preset {args.preset} (random weights; the report's head and LoRA; {args.profile})"
         build_s = time.perf_counter() - start
         counts = policy.model.parameter_counts()
         obs_fn = random_obs_fn(args.height, args.width)
@@ -196,10 +205,11 @@ def main(argv: list[str] | None = None) -> int:
             if device == "cpu" and args.dtype == "float16":
                 logger.warning("float16 is CUDA only: skipping CPU")
                 continue
-            settings = VLAPolicySettings(device=device, **base)
+            overrides = {**policy.resolution.overrides, **base, "device": device}
+            resolution = resolve(policy.config, args.profile, checkpoint=args.ckpt, overrides=overrides)
             policy = VLAPolicy(
                 policy.model,
-                settings,
+                resolution,
                 checkpoint_path=policy.checkpoint_path,
                 key_report=policy.key_report,
                 source=policy.source,
@@ -221,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 result["threads"] = torch.get_num_threads()
             rows.append(result)
-    except (CheckpointError, BackboneNotFoundError, ValueError, TypeError) as exc:
+    except (CheckpointError, BackboneNotFoundError, ProfileError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,114 +1,45 @@
 """Explicit pre- and post-processing of the Mobile VLA policy, outside the model.
 
-What reaches the network, step by step (each a small, tested function):
+What reaches the network, step by step (each a small, tested function), as
+:class:`policies.profiles.InferenceSettings` says:
 
-1. :func:`pad_window` keeps the last ``window_size`` frames and pads the front with the
-   first frame (the real inference node does the same at the start of an episode).
-2. :func:`preprocess_frame` takes the env's uint8 RGB frame (16:9, any size), resizes the
-   **full frame** to a square ``image_size`` x ``image_size`` (aspect ratio not kept, no crop:
-   the real pipeline resizes 1280x720 straight to 224x224, so objects look horizontally
-   squeezed exactly as in training), with bilinear, antialiased interpolation (PIL's BILINEAR
-   of the real dataset loader); then puts channels in the configured order (env frames are RGB;
-   ``"bgr"`` swaps them, for checkpoints trained on the raw ``bgr8`` frames); then scales to
-   [0, 1] and, with ``normalization="clip"``, applies the CLIP mean/std of the config.
-3. :func:`tokenize_instruction` lays the text out as RoboVLMs does for Kosmos-2:
-   ``<s>`` + the image slots (filled with the image features through
-   ``image_embeds_position_mask``) + the prompt-wrapped instruction + one action slot whose
-   embedding is the learned ``action_token``; the backbone's hidden state there is the frame's
-   feature.
+1. transport (``as_deployed``): :func:`policies.transport.jpeg_round_trip`;
+2. :func:`resize_frame`: the **full** frame (16:9, no crop) resized to a square
+   ``image_size`` with PIL on uint8, ``BILINEAR`` (the fork's dataset) or ``BICUBIC`` (the
+   server); objects look horizontally squeezed exactly as in the real pipeline;
+3. :func:`to_pixels`: channel order, ``x / 255``, then CLIP ``(x - mean) / std`` when the
+   normalization is ``"clip"``;
+4. :func:`tokenize_prompt`: ``<s> <grounding>An image of a robot {instruction} </s>`` with the
+   backbone's tokenizer, optionally right-padded to ``max_text_len`` (the server);
+5. :func:`layout_tokens`: where the image features and the action token go (``"fork"`` or
+   ``"upstream"``, see :data:`policies.vla_config.TOKEN_LAYOUTS`).
 
-And back to the env:
-
-4. :func:`postprocess_action` un-normalizes the network output from [-1, 1] to data units
-   (x 1.15: the data's key value; training clamps 1.15 to 1.0 with norm_min -1 / norm_max 1,
-   so a full-scale prediction is mapped back to a full key press), multiplies by the gain,
-   zeroes values inside the dead zone (0.15 like the deployed node), optionally inverts axes,
-   and clamps to +-1.15.
-
-Training uses :func:`normalize_actions` (the clamp) on targets.
+And back to the env, :func:`decode_action`: the newest step's first chunk element, x 1.15 for a
+regression head (the data's 1.15 was clamped to 1.0 for training) or the class map for a
+classification head, the sign of an ``abs_action`` model's linear_y, the first call zeroed, the
+clip, then the robot client's drive rule.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from mvla_sim.facts import KEY_ACTION_VALUE
-from policies.vla_config import CHANNEL_ORDERS, CLIP_MEAN, CLIP_STD, NORMALIZATIONS, VLAConfig
+from policies.profiles import CLIENT_DEAD_ZONE, InferenceSettings
+from policies.transport import jpeg_round_trip
+from policies.vla_config import CLIP_MEAN, CLIP_STD
 
-T = TypeVar("T")
-
-RESIZE_METHOD = "bilinear-antialias, full frame squashed to square (no crop)"
+_PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
 # ---------------------------------------------------------------------------------- images
-def pad_window(frames: Sequence[T], window_size: int) -> list[T]:
-    """The last ``window_size`` frames, front-padded with the first frame when fewer exist.
-
-    >>> pad_window(["f0", "f1"], 4)
-    ['f0', 'f0', 'f0', 'f1']
-    """
-    if window_size <= 0:
-        raise ValueError(f"window_size must be positive, got {window_size!r}")
-    if len(frames) == 0:
-        raise ValueError("pad_window needs at least one frame")
-    last = list(frames[-window_size:])
-    return [last[0]] * (window_size - len(last)) + last
-
-
-@dataclass(frozen=True)
-class PreprocessSettings:
-    """How an env frame becomes the network's pixel tensor (recorded with every result)."""
-
-    image_size: int = 224
-    """Square side in pixels; the full 16:9 frame is resized to it (no crop)."""
-    channel_order: str = "rgb"
-    """Order the network expects; env frames are RGB."""
-    normalization: str = "clip"
-    """``"clip"``: (x/255 - mean)/std; ``"none"``: x/255."""
-    image_mean: tuple[float, float, float] = CLIP_MEAN
-    image_std: tuple[float, float, float] = CLIP_STD
-    window_size: int = 8
-
-    def __post_init__(self) -> None:
-        if self.channel_order not in CHANNEL_ORDERS:
-            raise ValueError(
-                f"channel_order must be one of {list(CHANNEL_ORDERS)}, got {self.channel_order!r}"
-            )
-        if self.normalization not in NORMALIZATIONS:
-            raise ValueError(
-                f"normalization must be one of {list(NORMALIZATIONS)}, got {self.normalization!r}"
-            )
-        if self.image_size <= 0:
-            raise ValueError(f"image_size must be positive, got {self.image_size!r}")
-
-    @classmethod
-    def from_config(cls, config: VLAConfig, **overrides: Any) -> PreprocessSettings:
-        values = dict(
-            image_size=config.image_size,
-            channel_order=config.channel_order,
-            normalization=config.normalization,
-            image_mean=tuple(config.image_mean),
-            image_std=tuple(config.image_std),
-            window_size=config.window_size,
-        )
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["image_mean"] = list(self.image_mean)
-        out["image_std"] = list(self.image_std)
-        out["resize"] = RESIZE_METHOD
-        out["input_channel_order"] = "rgb"
-        return out
-
-
 def check_image(image: Any) -> np.ndarray:
     """Validate an env frame: uint8 array of shape (H, W, 3)."""
     if not isinstance(image, np.ndarray):
@@ -120,137 +51,180 @@ def check_image(image: Any) -> np.ndarray:
     return image
 
 
-def resize_frame(
-    image: np.ndarray, image_size: int, device: torch.device | str | None = None
-) -> torch.Tensor:
-    """uint8 (H, W, 3) -> float32 (3, S, S) in [0, 255]: the full frame resized to a square.
-
-    With ``device``, the uint8 frame is moved there first (a GPU resizes a camera frame faster).
-    """
-    x = torch.from_numpy(np.ascontiguousarray(check_image(image)))
-    if device is not None:
-        x = x.to(device, non_blocking=False)
-    x = x.permute(2, 0, 1).unsqueeze(0).float()
-    if x.shape[-2:] != (image_size, image_size):
-        x = torch.nn.functional.interpolate(
-            x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True
-        )
-    return x[0].clamp_(0.0, 255.0)
+def resize_frame(image: np.ndarray, size: int, method: str = "bilinear") -> np.ndarray:
+    """uint8 (H, W, 3) -> uint8 (size, size, 3): the whole frame, PIL ``method``, on uint8."""
+    img = check_image(image)
+    if img.shape[:2] == (size, size):
+        return img
+    return np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize((size, size), _PIL_FILTERS[method]))
 
 
-def apply_channel_order(x: torch.Tensor, channel_order: str) -> torch.Tensor:
-    """(3, H, W) RGB -> the network's order (``"bgr"`` reverses the channels)."""
-    if channel_order == "rgb":
-        return x
-    if channel_order == "bgr":
-        return x.flip(0)
-    raise ValueError(f"channel_order must be one of {list(CHANNEL_ORDERS)}, got {channel_order!r}")
-
-
-def normalize_pixels(
-    x: torch.Tensor,
-    normalization: str,
+def to_pixels(
+    image: np.ndarray | torch.Tensor,
+    normalization: str = "none",
     mean: Sequence[float] = CLIP_MEAN,
     std: Sequence[float] = CLIP_STD,
+    channel_order: str = "rgb",
 ) -> torch.Tensor:
-    """(3, H, W) in [0, 255] -> x/255, then (x - mean)/std for ``"clip"``.
-
-    Mean/std are given in the network's channel order (as the config stores them).
-    """
-    x = x / 255.0
+    """uint8 (..., S, S, 3) RGB -> float32 (..., 3, S, S): channel order, /255, optional CLIP."""
+    x = image if isinstance(image, torch.Tensor) else torch.from_numpy(np.array(image, dtype=np.uint8))
+    if channel_order == "bgr":
+        x = x.flip(-1)
+    elif channel_order != "rgb":
+        raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+    x = x.movedim(-1, -3).float() / 255.0
     if normalization == "none":
         return x
     if normalization == "clip":
         m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
         s = torch.tensor(std, dtype=x.dtype, device=x.device).view(3, 1, 1)
         return (x - m) / s
-    raise ValueError(f"normalization must be one of {list(NORMALIZATIONS)}, got {normalization!r}")
+    raise ValueError(f"normalization must be 'none' or 'clip', got {normalization!r}")
 
 
 def preprocess_frame(
-    image: np.ndarray, settings: PreprocessSettings, device: torch.device | str | None = None
+    image: np.ndarray,
+    settings: InferenceSettings,
+    image_size: int,
+    mean: Sequence[float] = CLIP_MEAN,
+    std: Sequence[float] = CLIP_STD,
 ) -> torch.Tensor:
-    """One env frame (uint8 RGB, H x W x 3) -> the network's float32 (3, S, S) pixel tensor."""
-    x = resize_frame(image, settings.image_size, device)
-    x = apply_channel_order(x, settings.channel_order)
-    return normalize_pixels(x, settings.normalization, settings.image_mean, settings.image_std)
+    """One env frame (uint8 RGB, H x W x 3) -> the network's float32 (3, S, S) pixels."""
+    img = check_image(image)
+    if settings.transport == "jpeg":
+        img = jpeg_round_trip(img)
+    img = resize_frame(img, image_size, settings.resize)
+    return to_pixels(img, settings.normalization, mean, std, settings.channel_order)
 
 
 # ------------------------------------------------------------------------------------ text
-@dataclass
-class TextInputs:
-    """Token layout of one prompt (1-D tensors of equal length) for the backbone.
+def instruction_for(instruction: str, settings: InferenceSettings) -> str:
+    """The instruction the model is given: the env's, or the era's constant one."""
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise ValueError(f"instruction must be a non-empty string, got {instruction!r}")
+    return settings.constant_instruction if settings.instruction == "constant" else instruction
 
-    ``input_ids`` hold placeholders at the image slots and the action slot: their embeddings
-    are replaced by the image features and the action token.
+
+def prompt_text(instruction: str, template: str) -> str:
+    """The prompt string: the fork's Kosmos text function (``s.strip()`` in the template).
+
+    Like the team's server, a prompt that already starts with ``<grounding>`` is kept, and one
+    that starts with "An image of a robot" only gets ``<grounding>`` in front.
+    """
+    text = instruction.strip()
+    if text.startswith("<grounding>"):
+        return text
+    head = template.split("{instruction}", 1)[0]
+    if head.startswith("<grounding>") and text.startswith(head[len("<grounding>") :].strip()):
+        return "<grounding>" + text
+    return template.format(instruction=text)
+
+
+def tokenize_prompt(tokenizer: Any, text: str, *, pad_to: int | None = None) -> tuple[list[int], list[int]]:
+    """``<s> text </s>`` token ids and attention mask, right-padded with ``<pad>`` to ``pad_to``.
+
+    As the Kosmos-2 (XLM-R) tokenizer with ``add_special_tokens=True``; ``pad_to`` also truncates
+    (keeping ``</s>``), like ``padding="max_length", truncation=True``.
+    """
+    body = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    ids = [tokenizer.bos_token_id, *body, tokenizer.eos_token_id]
+    if pad_to is not None and len(ids) > pad_to:
+        ids = ids[: pad_to - 1] + [tokenizer.eos_token_id]
+    mask = [1] * len(ids)
+    if pad_to is not None and len(ids) < pad_to:
+        n = pad_to - len(ids)
+        ids += [tokenizer.pad_token_id] * n
+        mask += [0] * n
+    return ids, mask
+
+
+@dataclass
+class TextLayout:
+    """One frame's backbone sequence (1-D tensors of equal length).
+
+    ``input_ids`` are embedded; positions in ``image_mask`` are then overwritten by the frame's
+    image features and position ``action_index`` by the learned action token, whose final hidden
+    state is the frame's feature.
     """
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
-    image_embeds_position_mask: torch.Tensor
-    action_token_mask: torch.Tensor
+    image_mask: torch.Tensor
+    action_index: int
     text: str = ""
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
 
 
-def tokenize_instruction(
-    tokenizer: Any,
-    instruction: str,
+def layout_tokens(
+    ids: Sequence[int],
+    mask: Sequence[int],
     *,
+    layout: str,
     num_image_tokens: int,
-    prompt_template: str,
-    max_text_len: int = 256,
-) -> TextInputs:
-    """Lay out ``<s> [image x N] <prompt with instruction> [action]`` for one frame.
+    text: str = "",
+) -> TextLayout:
+    """Place the image features and the action token around a tokenized prompt.
 
-    RoboVLMs inserts the image features right after ``<s>`` and the action token at the end of
-    the text; since attention is causal, the trailing ``</s>`` cannot change the action
-    token's hidden state and is left out. Image slots use the ids the Kosmos-2 processor uses
-    (``unk + 1 ...``); both placeholders are overwritten before the first layer.
+    ``"fork"`` (the team's fork, its Kosmos-2 path): the ids, right-padded with id 0 and mask 0
+    to at least ``num_image_tokens``; the image features over positions ``0..Q-1`` (over ``<s>``
+    and the prompt when it is shorter than Q: the prompt's words never reach the model, only its
+    length through the attention mask); the action token appended (mask 1).
+
+    ``"upstream"`` (upstream RoboVLMs, this project's runs before recipes): ``<s>``, Q image
+    slots, the prompt's tokens, the action token (``</s>`` would follow; attention being causal,
+    it cannot change the action token's state and is left out).
     """
-    if not isinstance(instruction, str) or not instruction.strip():
-        raise ValueError(f"instruction must be a non-empty string, got {instruction!r}")
-    text = prompt_template.format(instruction=instruction.strip())
-    text_ids = tokenizer(text, add_special_tokens=False)["input_ids"][:max_text_len]
-    bos = tokenizer.bos_token_id
-    first_image_id = tokenizer.unk_token_id + 1
-    image_ids = list(range(first_image_id, first_image_id + num_image_tokens))
-    action_id = tokenizer.pad_token_id
-    ids = [bos, *image_ids, *text_ids, action_id]
-    n = len(ids)
-    image_mask = torch.zeros(n, dtype=torch.bool)
-    image_mask[1 : 1 + num_image_tokens] = True
-    action_mask = torch.zeros(n, dtype=torch.bool)
-    action_mask[n - 1] = True
-    return TextInputs(
-        input_ids=torch.tensor(ids, dtype=torch.long),
-        attention_mask=torch.ones(n, dtype=torch.long),
-        image_embeds_position_mask=image_mask,
-        action_token_mask=action_mask,
-        text=text,
-    )
+    q = num_image_tokens
+    ids, mask = list(ids), list(mask)
+    if layout == "fork":
+        if len(ids) < q:
+            ids += [0] * (q - len(ids))
+            mask += [0] * (q - len(mask))
+        n = len(ids) + 1
+        image = torch.zeros(n, dtype=torch.bool)
+        image[:q] = True
+        return TextLayout(
+            input_ids=torch.tensor([*ids, 0], dtype=torch.long),
+            attention_mask=torch.tensor([*mask, 1], dtype=torch.long),
+            image_mask=image,
+            action_index=n - 1,
+            text=text,
+        )
+    if layout == "upstream":
+        words = [i for i, m in zip(ids[1:], mask[1:], strict=True) if m][:-1]  # drop <s>, </s>, padding
+        seq = [ids[0], *range(4, 4 + q), *words, 0]
+        n = len(seq)
+        image = torch.zeros(n, dtype=torch.bool)
+        image[1 : 1 + q] = True
+        return TextLayout(
+            input_ids=torch.tensor(seq, dtype=torch.long),
+            attention_mask=torch.ones(n, dtype=torch.long),
+            image_mask=image,
+            action_index=n - 1,
+            text=text,
+        )
+    raise ValueError(f"token layout must be 'fork' or 'upstream', got {layout!r}")
 
 
-def collate_text(items: Sequence[TextInputs], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad several :class:`TextInputs` into [B, L] tensors (the action slot stays at each
-    row's end of text; padding after it is masked and, attention being causal, inert)."""
+def collate_layouts(items: Sequence[TextLayout]) -> dict[str, torch.Tensor]:
+    """Right-pad layouts into [B, L] tensors. Padding follows each row's action token, is masked
+    and (attention being causal) cannot change any row's features."""
     if not items:
-        raise ValueError("collate_text needs at least one item")
+        raise ValueError("collate_layouts needs at least one item")
     length = max(len(it) for it in items)
     out = {
-        "input_ids": torch.full((len(items), length), pad_token_id, dtype=torch.long),
+        "input_ids": torch.zeros((len(items), length), dtype=torch.long),
         "attention_mask": torch.zeros((len(items), length), dtype=torch.long),
-        "image_embeds_position_mask": torch.zeros((len(items), length), dtype=torch.bool),
-        "action_token_mask": torch.zeros((len(items), length), dtype=torch.bool),
+        "image_mask": torch.zeros((len(items), length), dtype=torch.bool),
+        "action_index": torch.tensor([it.action_index for it in items], dtype=torch.long),
     }
     for row, it in enumerate(items):
         n = len(it)
         out["input_ids"][row, :n] = it.input_ids
         out["attention_mask"][row, :n] = it.attention_mask
-        out["image_embeds_position_mask"][row, :n] = it.image_embeds_position_mask
-        out["action_token_mask"][row, :n] = it.action_token_mask
+        out["image_mask"][row, :n] = it.image_mask
     return out
 
 
@@ -267,71 +241,113 @@ def normalize_actions(actions: np.ndarray | torch.Tensor, norm_min: float = -1.0
     return 2.0 * (a - norm_min) / (norm_max - norm_min) - 1.0
 
 
-@dataclass(frozen=True)
-class PostprocessSettings:
-    """How a normalized network action becomes the env action (recorded with every result)."""
+def action_classes(actions: np.ndarray | torch.Tensor, num_classes: int = 9, threshold: float = 0.3):
+    """The fork's classification labels of [linear_x, linear_y] actions (components beyond
+    +-``threshold`` count as pressed): 9 classes (stop, F, B, L, R, FL, FR, BL, BR) or 6 (stop, F,
+    L, R, FL, FR; backward motions map to stop)."""
+    a = torch.as_tensor(actions)
+    xp, xn = a[..., 0] > threshold, a[..., 0] < -threshold
+    yp, yn = a[..., 1] > threshold, a[..., 1] < -threshold
+    xz, yz = ~(xp | xn), ~(yp | yn)
+    if num_classes == 9:
+        table = [
+            (xp & yz, 1),
+            (xn & yz, 2),
+            (xz & yp, 3),
+            (xz & yn, 4),
+            (xp & yp, 5),
+            (xp & yn, 6),
+            (xn & yp, 7),
+            (xn & yn, 8),
+        ]
+    elif num_classes == 6:
+        table = [(xp & yz, 1), (xz & yp, 2), (xz & yn, 3), (xp & yp, 4), (xp & yn, 5)]
+    else:
+        raise ValueError(f"num_classes must be 6 or 9, got {num_classes}")
+    labels = torch.zeros(a.shape[:-1], dtype=torch.long)
+    for cond, label in table:
+        labels[cond] = label
+    return labels
 
-    scale: float = KEY_ACTION_VALUE
-    """[-1, 1] -> data units: a full-scale output becomes a full key press (1.15)."""
-    gain: float = 1.0
-    """Multiplier applied after un-normalizing (hand-tuned on the real robot)."""
-    dead_zone: float = 0.15
-    """Per-axis values with |v| below this (data units, after gain) become 0."""
-    invert_linear_x: bool = False
-    invert_linear_y: bool = False
-    clamp: float = KEY_ACTION_VALUE
-    """Final per-axis clamp, the env's action bound."""
 
-    def __post_init__(self) -> None:
-        for name in ("scale", "gain", "clamp"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-        if not (isinstance(self.dead_zone, (int, float)) and 0.0 <= self.dead_zone < self.clamp):
-            raise ValueError(f"dead_zone must be in [0, clamp={self.clamp}), got {self.dead_zone!r}")
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["order"] = "clip[-1,1] -> x scale -> x gain -> dead zone -> invert -> clamp"
-        return out
+def _side_sign(instruction: str) -> float:
+    words = instruction.lower().replace(",", " ").replace(".", " ").split()
+    if "left" in words and "right" not in words:
+        return 1.0
+    if "right" in words and "left" not in words:
+        return -1.0
+    raise ValueError(
+        f"abs_action_side='instruction' needs an instruction naming one side (left or right), got {instruction!r}"
+    )
 
 
-def postprocess_action(
-    raw: np.ndarray | torch.Tensor | Sequence[float], settings: PostprocessSettings
+def decode_action(
+    step_output: np.ndarray | torch.Tensor,
+    settings: InferenceSettings,
+    *,
+    class_map: dict[int, tuple[float, float]] | None = None,
+    norm_action: bool = False,
+    instruction: str = "",
+    first_call: bool = False,
 ) -> np.ndarray:
-    """Network output (2,) in [-1, 1] (the gripper-style column may exceed it) -> env action.
+    """The head's output for one chunk step -> the env action float32 (2,) [linear_x, linear_y].
 
-    Returns float32 (2,) [linear_x, linear_y] in data units within +-clamp.
+    Regression: the first two values x 1.15 (the server's ``unnoramalize_action`` to +-1.15 when
+    the config sets ``norm_action``: the same map); classification: the argmax class's entry of
+    ``class_map``. Then the abs_action sign, the first call zeroed, the gain and dead zone knobs,
+    the clip, the drive rule.
     """
-    if isinstance(raw, torch.Tensor):
-        raw = raw.detach().float().cpu().numpy()
-    a = np.asarray(raw, dtype=np.float64).reshape(-1)
-    if a.shape != (2,):
-        raise ValueError(f"expected a 2-D action [linear_x, linear_y], got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"network produced a non-finite action {a.tolist()}")
-    a = np.clip(a, -1.0, 1.0) * settings.scale * settings.gain
+    if isinstance(step_output, torch.Tensor):
+        step_output = step_output.detach().float().cpu().numpy()
+    v = np.asarray(step_output, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"network produced a non-finite output {v.tolist()}")
+    if settings.decode == "classification":
+        if class_map is None:
+            raise ValueError("decode='classification' needs the head's class map")
+        a = np.array(class_map[int(np.argmax(v))], dtype=np.float64)
+    else:
+        raw = v[:2]
+        a = (
+            0.5 * (raw + 1.0) * (2 * KEY_ACTION_VALUE) - KEY_ACTION_VALUE
+            if norm_action
+            else raw * KEY_ACTION_VALUE
+        )
+    if settings.abs_action_side == "instruction":
+        a[1] = abs(a[1]) * _side_sign(instruction)
+    if first_call and settings.first_action_zero:
+        a = np.zeros(2)
+    a = a * settings.gain
     a[np.abs(a) < settings.dead_zone] = 0.0
-    if settings.invert_linear_x:
-        a[0] = -a[0]
-    if settings.invert_linear_y:
-        a[1] = -a[1]
-    return np.clip(a, -settings.clamp, settings.clamp).astype(np.float32)
+    a = np.clip(a, -settings.action_clip, settings.action_clip)
+    if settings.drive_rule == "ros2_client":
+        a = client_drive(a)
+    return a.astype(np.float32)
+
+
+def client_drive(action: np.ndarray) -> np.ndarray:
+    """The robot client's motion for an action: stop unless some component exceeds 0.1, else a
+    full key press toward ``int(degrees(atan2(linear_y, linear_x)))`` (throttle only sets speed)."""
+    lx, ly = float(action[0]), float(action[1])
+    if not (abs(lx) > CLIENT_DEAD_ZONE or abs(ly) > CLIENT_DEAD_ZONE):
+        return np.zeros(2)
+    angle = math.radians(int(math.degrees(math.atan2(ly, lx))))
+    return np.array([math.cos(angle), math.sin(angle)]) * KEY_ACTION_VALUE
 
 
 __all__ = [
-    "PostprocessSettings",
-    "PreprocessSettings",
-    "RESIZE_METHOD",
-    "TextInputs",
-    "apply_channel_order",
+    "TextLayout",
+    "action_classes",
     "check_image",
-    "collate_text",
+    "client_drive",
+    "collate_layouts",
+    "decode_action",
+    "instruction_for",
+    "layout_tokens",
     "normalize_actions",
-    "normalize_pixels",
-    "pad_window",
-    "postprocess_action",
     "preprocess_frame",
+    "prompt_text",
     "resize_frame",
-    "tokenize_instruction",
+    "to_pixels",
+    "tokenize_prompt",
 ]

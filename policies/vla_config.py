@@ -1,53 +1,63 @@
-"""Typed configuration of the Mobile VLA model (Kosmos-2 + LoRA + LSTM action head).
+"""Typed configuration of the Mobile VLA model: the one source of its defaults.
 
-This module owns :class:`VLAConfig`, the one place where the model's architecture, its
-pre/post-processing defaults and its LoRA/training setup are written down, and its two-way
-mapping to the RoboVLMs config JSON that real runs store in their checkpoints
-(``hyper_parameters["configs"]``; see ``shared/reference/mobile_vla_20251114_lora.json``).
+This module owns :class:`VLAConfig` (the network: Kosmos-2 backbone, LoRA, action token, action
+head), :class:`TrainingConfig` (the optimisation settings a run carries) and
+:class:`TrainingRecipe` (what the training data looked like to the model: pixels, instruction,
+token layout). Every default is written once, here, and is **what the team's RoboVLMs fork does
+when its config JSON omits the key** (``act_head.hidden_size`` 1024, ``num_layers`` 4,
+``num_classes`` 6, Lightning's ``accumulate_grad_batches`` 1 ...), so that parsing a config
+(:mod:`policies.robovlms_config`) is a plain mapping. The values of the run in the team's report
+live in its config, ``assets/configs/mobile_vla_20251114_lora.json``.
 
-It imports neither torch nor transformers, so configs can be read and validated anywhere.
+It imports neither torch nor transformers, so configs are read and validated anywhere.
 
-Backbones
----------
-``VLAConfig.backbone`` is either a preset name or a local folder:
+Backbones: ``VLAConfig.backbone`` is a preset name or a local folder:
 
-* ``"tiny"``: a randomly initialised Kosmos-2 of the same architecture class, small enough for
-  a 2-core CPU, with a word-level tokenizer shipped in ``assets/tokenizer/tiny`` (no download).
-* ``"kosmos2-base"``: the real Kosmos-2 *sizes* (vision 24 x 1024, text 24 x 2048, 64 latent
-  tokens, vocabulary 65037) with random weights and the tiny tokenizer: for latency and memory
-  estimates only.
-* any other string: a local folder holding ``microsoft/kosmos-2-patch14-224`` (``config.json``,
-  weights and processor files), loaded with ``local_files_only=True``.
-
-RoboVLMs keys that have no equivalent in RoboVLMs itself (the preset, the channel order, the
-normalization actually used, the prompt template) are written under a ``"mvla_sim"`` section
-of the JSON, which RoboVLMs ignores.
+* ``"tiny"``: a randomly initialised Kosmos-2 of the same architecture class, small enough for a
+  2-core CPU, with a word-level tokenizer shipped in ``assets/tokenizer/tiny`` (no download);
+* ``"kosmos2-base"``: the real Kosmos-2 sizes with random weights (latency and memory only);
+* any other string: a local ``microsoft/kosmos-2-patch14-224`` folder (``config.json``, processor
+  files, and weights unless a full checkpoint supplies them).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
 BACKBONE_PRESETS: tuple[str, ...] = ("tiny", "kosmos2-base")
-HEAD_TYPES: tuple[str, ...] = ("LSTMDecoder", "MobileVLALSTMDecoder")
-NORMALIZATIONS: tuple[str, ...] = ("clip", "none")
-CHANNEL_ORDERS: tuple[str, ...] = ("rgb", "bgr")
+HEAD_TYPES: tuple[str, ...] = ("LSTMDecoder", "MobileVLALSTMDecoder", "MobileVLAClassificationDecoder")
+CLASSIFICATION_HEAD = "MobileVLAClassificationDecoder"
+DOWN_SAMPLES: tuple[str, ...] = ("none", "pooling")
 LORA_BIASES: tuple[str, ...] = ("none", "all", "lora_only")
+
+NORMALIZATIONS: tuple[str, ...] = ("none", "clip")
+"""``"none"``: pixels x/255 only; ``"clip"``: x/255 then (x - mean)/std with the config's CLIP values."""
+CHANNEL_ORDERS: tuple[str, ...] = ("rgb", "bgr")
+INSTRUCTION_MODES: tuple[str, ...] = ("verbatim", "constant")
+"""``"verbatim"``: the episode's instruction string; ``"constant"``: one fixed string for every episode."""
+TOKEN_LAYOUTS: tuple[str, ...] = ("fork", "upstream")
+"""How a frame's prompt becomes the backbone's sequence (see :mod:`policies.processors`):
+
+* ``"fork"``: the team's fork (its Kosmos-2 path): ``<s> prompt </s>`` right-padded to at least
+  ``latent_query_num`` tokens, the image features written over the first ``latent_query_num``
+  positions (over the prompt itself), the action token appended at the end;
+* ``"upstream"``: upstream RoboVLMs: ``<s> [image] prompt [action]`` (the prompt stays visible).
+"""
 
 DEFAULT_PROMPT_TEMPLATE = "<grounding>An image of a robot {instruction}"
 """RoboVLMs' Kosmos text function wraps every instruction in this prompt."""
 
+CONSTANT_INSTRUCTION = "Navigate to the target location"
+"""The instruction every episode carried in the fork's dataset up to 2025-12-05."""
+
 MVLA_SECTION = "mvla_sim"
-"""Key of the JSON section holding this project's extra settings."""
+"""Key of the RoboVLMs JSON section holding this project's own settings (RoboVLMs ignores it)."""
 
 TINY_KOSMOS2_CONFIG: dict[str, Any] = {
     "text_config": {
@@ -103,143 +113,31 @@ PRESET_BACKBONE_CONFIGS: dict[str, dict[str, Any]] = {
     "kosmos2-base": KOSMOS2_BASE_CONFIG,
 }
 
-# The layout of the real run's RoboVLMs config (reference/mobile_vla_20251114_lora.json). It is
-# the starting point of `VLAConfig.to_robovlms()` so that a team using RoboVLMs recognises every
-# key; values are overwritten from the VLAConfig.
-_ROBOVLMS_TEMPLATE: dict[str, Any] = {
-    "robovlm_name": "RoboKosMos",
-    "exp_name": "mobile_vla_lora",
-    "parent": None,
-    "task_name": "mobile_vla_finetune",
-    "model": "kosmos",
-    "model_url": "https://huggingface.co/microsoft/kosmos-2-patch14-224",
-    "seq_len": 1,
-    "image_size": 224,
-    "image_mean": list(CLIP_MEAN),
-    "image_std": list(CLIP_STD),
-    "window_size": 8,
-    "fwd_pred_next_n": 10,
-    "arm_gripper_loss_ratio": 0.0,
-    "cap_loss_ratio": 0.0,
-    "fwd_loss_ratio": 0,
-    "seed": 123,
-    "batch_size": 1,
-    "num_workers": 2,
-    "data_scale": 1,
-    "optimizer": "adamw",
-    "learning_rate": 1e-4,
-    "min_lr_scale": 1e-3,
-    "weight_decay": 0.01,
-    "warmup_epochs": 0.1,
-    "warmup_steps": 0,
-    "warmup_ratio": None,
-    "use_hand_rgb": False,
-    "use_time_causal_attn": False,
-    "use_mim_obs_loss": False,
-    "use_pixel_loss": False,
-    "use_obs_queries": True,
-    "use_vision_resampler": False,
-    "vision_masked_ratio": 0.9,
-    "use_tube_mask": False,
-    "output_root": "runs/mobile_vla_lora",
-    "log_root": "runs/mobile_vla_lora",
-    "cache_root": "runs/cache",
-    "model_load_path": None,
-    "model_load_source": "torch",
-    "resume": None,
-    "model_path": ".vlms/kosmos-2-patch14-224",
-    "model_config": ".vlms/kosmos-2-patch14-224/config.json",
-    "gpus": 1,
-    "num_nodes": 1,
-    "train_setup": {
-        "precision": "16-mixed",
-        "predict_action": True,
-        "predict_forward": False,
-        "predict_forward_hand": False,
-        "predict_caption": False,
-        "train_vision": False,
-        "bits": -1,
-        "freeze_mm_mlp_adapter": False,
-        "freeze_backbone": True,
-        "freeze_resampler": False,
-        "tune_mm_mlp_adapter": False,
-        "mm_use_im_start_end": False,
-        "mm_use_im_patch_token": False,
-        "gradient_checkpointing": False,
-        "lora_enable": True,
-        "mm_projector_lr": 1e-4,
-        "lora_r": 32,
-        "lora_alpha": 16,
-        "lora_dropout": 0.1,
-        "lora_bias": "none",
-        "train_text_embedding": False,
+CLASS_MAPS: dict[int, dict[int, tuple[float, float]]] = {
+    6: {0: (0.0, 0.0), 1: (1.15, 0.0), 2: (0.0, 1.15), 3: (0.0, -1.15), 4: (1.15, 1.15), 5: (1.15, -1.15)},
+    9: {
+        0: (0.0, 0.0),
+        1: (1.15, 0.0),
+        2: (-1.15, 0.0),
+        3: (0.0, 1.15),
+        4: (0.0, -1.15),
+        5: (1.15, 1.15),
+        6: (1.15, -1.15),
+        7: (-1.15, 1.15),
+        8: (-1.15, -1.15),
     },
-    "vision_resampler": {"vis_dim": 1024, "depth": 8, "dim_head": 64, "heads": 8, "num_latents": 64},
-    "act_encoder": None,
-    "act_head": {
-        "type": "LSTMDecoder",
-        "hidden_size": 512,
-        "action_dim": 2,
-        "down_sample": "none",
-        "latent": 1,
-        "fwd_pred_next_n": 1,
-        "window_size": 1,
-        "action_space": "continuous",
-        "with_history": True,
-        "history_type": "post",
-    },
-    "fwd_head": None,
-    "tokenizer": {
-        "type": "AutoProcessor",
-        "pretrained_model_name_or_path": ".vlms/kosmos-2-patch14-224",
-        "tokenizer_type": "kosmos",
-        "max_text_len": 256,
-        "additional_special_tokens": None,
-    },
-    "vlm": {
-        "type": "AutoModelForVision2Seq",
-        "name": "kosmos",
-        "pretrained_model_name_or_path": ".vlms/kosmos-2-patch14-224",
-    },
-    "trainer": {
-        "accelerator": "gpu",
-        "strategy": "auto",
-        "precision": "16-mixed",
-        "logger": ["tensorboard", "csv"],
-        "gradient_clip_val": 1.0,
-        "use_distributed_sampler": False,
-        "log_every_n_steps": 5,
-        "max_epochs": 20,
-        "val_check_interval": None,
-        "check_val_every_n_epoch": 1,
-        "max_steps": -1,
-        "accumulate_grad_batches": 8,
-    },
-    "train_dataset": {
-        "type": "MobileVLAH5Dataset",
-        "data_dir": "ROS_action/mobile_vla_dataset",
-        "episode_pattern": "episode_*.h5",
-        "shift_first": False,
-        "model_name": "kosmos",
-        "rgb_pad": 10,
-        "train_split": 0.8,
-    },
-    "val_dataset": {
-        "type": "MobileVLAH5Dataset",
-        "data_dir": "ROS_action/mobile_vla_dataset",
-        "episode_pattern": "episode_*.h5",
-        "model_name": "kosmos",
-        "train_split": 0.8,
-        "is_validation": True,
-    },
-    "norm_action": True,
-    "norm_min": -1.0,
-    "norm_max": 1.0,
 }
+"""Class index -> [linear_x, linear_y] of the team's classification heads (FACTS.md): 6 classes
+(dataset of 2026-02-02: stop, forward, left, right, forward-left, forward-right) and 9 classes
+(from 2026-02-20, also the inference server's map)."""
 
 
 class ConfigError(ValueError):
     """A config value is missing, unknown or inconsistent (the message names it)."""
+
+
+class UnsupportedConfigError(ConfigError):
+    """The config asks for a feature this project does not reproduce (the message names it)."""
 
 
 def _require(cond: bool, message: str) -> None:
@@ -260,20 +158,24 @@ def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 
 @dataclass
 class TrainingConfig:
-    """Optimisation settings of a run (carried for the Lightning module; unused at inference)."""
+    """Optimisation settings of a run (for the Lightning module; unused at inference).
+
+    Defaults are what the fork's trainer uses when its config omits the key.
+    """
 
     learning_rate: float = 1e-4
     """AdamW learning rate."""
     weight_decay: float = 0.01
-    warmup_epochs: float = 0.1
+    warmup_epochs: float = 0.0
     """Linear warm-up length in epochs."""
     min_lr_scale: float = 1e-3
     max_epochs: int = 20
     batch_size: int = 1
-    accumulate_grad_batches: int = 8
-    gradient_clip_val: float = 1.0
-    precision: str = "16-mixed"
-    """Lightning precision string ("16-mixed", "bf16-mixed", "32")."""
+    accumulate_grad_batches: int = 1
+    """Lightning's default; the report's run sets 8."""
+    gradient_clip_val: float = 0.0
+    precision: str = "32-true"
+    """Lightning precision string ("16-mixed", "bf16-mixed", "32-true")."""
     train_split: float = 0.8
     """Fraction of the sorted episode files used for training; the rest validates."""
     optimizer: str = "adamw"
@@ -288,14 +190,48 @@ class TrainingConfig:
         _positive_int("batch_size", self.batch_size)
         _positive_int("accumulate_grad_batches", self.accumulate_grad_batches)
         _require(0.0 < self.train_split <= 1.0, f"train_split must be in (0, 1], got {self.train_split!r}")
-        _require(self.optimizer == "adamw", f"optimizer must be 'adamw', got {self.optimizer!r}")
+
+
+@dataclass
+class TrainingRecipe:
+    """What the training data looked like to the model (the data side of a run).
+
+    A run of this project records it explicitly (``mvla_sim.recipe`` in its config); for the
+    team's runs it follows from the training era (:mod:`policies.eras`).
+    """
+
+    normalization: str = "clip"
+    channel_order: str = "rgb"
+    """Channel order of the frames as the model saw them (env frames are RGB)."""
+    instruction: str = "verbatim"
+    constant_instruction: str = CONSTANT_INSTRUCTION
+    """Used when ``instruction == "constant"``."""
+    token_layout: str = "fork"
+    resize: str = "bilinear"
+    """PIL filter of the resize to ``image_size`` (the fork's dataset: BILINEAR on uint8)."""
+    source: str = "config"
+    """Where the recipe comes from: ``"config"`` (recorded by the run) or ``"era:<name>"``."""
+
+    def __post_init__(self) -> None:
+        _choice("recipe.normalization", self.normalization, NORMALIZATIONS)
+        _choice("recipe.channel_order", self.channel_order, CHANNEL_ORDERS)
+        _choice("recipe.instruction", self.instruction, INSTRUCTION_MODES)
+        _choice("recipe.token_layout", self.token_layout, TOKEN_LAYOUTS)
+        _choice("recipe.resize", self.resize, ("bilinear", "bicubic"))
+        _require(
+            isinstance(self.constant_instruction, str) and self.constant_instruction.strip() != "",
+            f"recipe.constant_instruction must be a non-empty string, got {self.constant_instruction!r}",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass
 class VLAConfig:
-    """The Mobile VLA model: Kosmos-2 backbone, LoRA, action token and LSTM action head.
+    """The Mobile VLA network: Kosmos-2 backbone, LoRA, action token and action head.
 
-    Defaults are the values of the real run in the team's report (FACTS.md).
+    Field defaults are the fork's when a RoboVLMs config omits the key.
     """
 
     backbone: str = "tiny"
@@ -303,53 +239,70 @@ class VLAConfig:
     backbone_config: dict[str, Any] | None = None
     """Explicit Kosmos2Config keyword arguments; ``None`` uses the preset's (or the folder's)."""
     window_size: int = 8
-    """Frames of history fed to the LSTM (the last 8 frames, padded with the first)."""
+    """Frames of history the head sees (causal: step t sees frames max(0, t-W+1)..t)."""
     fwd_pred_next_n: int = 10
     """Action chunk length predicted per frame."""
     image_size: int = 224
     """Square side (pixels) every frame is resized to."""
     image_mean: tuple[float, float, float] = CLIP_MEAN
     image_std: tuple[float, float, float] = CLIP_STD
-    normalization: str = "clip"
-    """``"clip"``: (x/255 - mean)/std as the config says; ``"none"``: x/255 only (the real
-    inference test script and the fork's dataset)."""
-    channel_order: str = "rgb"
-    """Channel order the network expects; env frames are RGB, ``"bgr"`` swaps them."""
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE
     """Text given to the backbone; ``{instruction}`` is replaced by the instruction."""
     max_text_len: int = 256
-    """Maximum number of text tokens (instruction + prompt) before truncation."""
+    """``tokenizer.max_text_len``: the length the team's server pads every prompt to."""
     head_type: str = "LSTMDecoder"
-    """``"LSTMDecoder"`` (actions tanh + gripper unbounded) or ``"MobileVLALSTMDecoder"``."""
-    hidden_size: int = 512
+    """``LSTMDecoder`` (actions tanh + gripper unbounded), ``MobileVLALSTMDecoder`` (both tanh) or
+    ``MobileVLAClassificationDecoder`` (logits over ``num_classes`` key directions)."""
+    hidden_size: int = 1024
     """LSTM hidden size of the action head."""
     num_lstm_layers: int = 4
     lstm_dropout: float = 0.0
     action_dim: int = 2
     """[linear_x, linear_y]."""
+    num_classes: int = 6
+    """Classification heads only."""
+    class_map: dict[int, tuple[float, float]] | None = None
+    """Class index -> [linear_x, linear_y]; ``None`` = :data:`CLASS_MAPS` by ``num_classes``."""
+    class_weights: tuple[float, ...] | None = None
+    """Cross-entropy class weights (a buffer of the classification head)."""
     down_sample: str = "none"
+    """``"pooling"`` max-pools the action tokens of a frame; with one token it is the identity."""
     latent: int = 1
-    """Number of action tokens per frame (only 1 is supported)."""
-    action_space: str = "continuous"
+    """Action tokens per frame (the fork's Kosmos path supports 1)."""
     history_type: str = "post"
     """``"post"``: every frame goes through the backbone alone; the LSTM fuses the window."""
-    lora_enable: bool = True
+    use_vision_resampler: bool = False
+    """The fork builds a PerceiverResampler, but its Kosmos-2 path feeds pixels to Kosmos-2's own
+    image encoder, so the resampler never changes an output; its weights load and are recorded."""
+    lora_enable: bool = False
     lora_r: int = 32
+    """The fork has no default for the LoRA sizes (a config that enables LoRA must give them);
+    these are the report's run's values."""
     lora_alpha: int = 16
     lora_dropout: float = 0.1
     lora_bias: str = "none"
+    lora_target_modules: tuple[str, ...] | None = None
+    """``None``: every ``nn.Linear`` but ``lm_head`` (the fork's rule); else these module names."""
     freeze_backbone: bool = True
     train_vision: bool = False
-    """Vision encoder base weights trainable (LoRA is applied to it either way, as in the real run)."""
     train_text_embedding: bool = False
-    norm_action: bool = True
+    tune_mm_projector: bool = False
+    norm_action: bool = False
     norm_min: float = -1.0
-    """Actions are clamped to [norm_min, norm_max] for training (1.15 becomes 1.0)."""
+    """Regression targets are clamped to [norm_min, norm_max] for training (1.15 becomes 1.0)."""
     norm_max: float = 1.0
+    abs_action: bool = False
+    """Trained on |linear_y| (``train_dataset.abs_action``): the side is lost."""
+    inference_mode: str | None = None
+    """The team's server decode (``"regression"`` / ``"classification"``); ``None``: regression."""
     seed: int = 123
+    recipe: TrainingRecipe | None = None
+    """What the training data looked like; ``None`` for the team's runs (the era decides)."""
     training: TrainingConfig = field(default_factory=TrainingConfig)
     robovlms_source: dict[str, Any] | None = field(default=None, repr=False, compare=False)
-    """The RoboVLMs JSON this config was parsed from (kept so ``to_robovlms`` round-trips it)."""
+    """The RoboVLMs JSON this config was parsed from (``to_robovlms`` starts from it)."""
+    notes: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    """What parsing the RoboVLMs JSON noticed (where a value came from, keys without effect)."""
 
     def __post_init__(self) -> None:
         _require(
@@ -361,25 +314,17 @@ class VLAConfig:
                 isinstance(self.backbone_config, dict),
                 f"backbone_config must be a dict of Kosmos2Config arguments, got {self.backbone_config!r}",
             )
-        for name in (
-            "window_size",
-            "fwd_pred_next_n",
-            "image_size",
-            "max_text_len",
-            "hidden_size",
-            "num_lstm_layers",
-            "lora_r",
-        ):
+        for name in ("window_size", "fwd_pred_next_n", "image_size", "max_text_len", "hidden_size"):
             _positive_int(name, getattr(self, name))
-        self.image_mean = tuple(float(v) for v in self.image_mean)  # type: ignore[assignment]
-        self.image_std = tuple(float(v) for v in self.image_std)  # type: ignore[assignment]
-        _require(len(self.image_mean) == 3, f"image_mean must have 3 values, got {self.image_mean!r}")
+        _positive_int("num_lstm_layers", self.num_lstm_layers)
+        _require(
+            len(self.image_mean) == 3 and all(0.0 <= m <= 1.0 for m in self.image_mean),
+            f"image_mean must be 3 values in [0, 1], got {self.image_mean!r}",
+        )
         _require(
             len(self.image_std) == 3 and all(s > 0 for s in self.image_std),
             f"image_std must be 3 positive values, got {self.image_std!r}",
         )
-        _choice("normalization", self.normalization, NORMALIZATIONS)
-        _choice("channel_order", self.channel_order, CHANNEL_ORDERS)
         _choice("head_type", self.head_type, HEAD_TYPES)
         _require(
             "{instruction}" in self.prompt_template,
@@ -389,14 +334,23 @@ class VLAConfig:
             self.action_dim == 2,
             f"action_dim must be 2 ([linear_x, linear_y] of the omni-wheel base), got {self.action_dim!r}",
         )
-        _require(
-            self.down_sample == "none",
-            f"down_sample must be 'none' (the only mode of the real runs), got {self.down_sample!r}",
-        )
+        if self.is_classification:
+            _require(
+                self.num_classes in CLASS_MAPS or self.class_map is not None,
+                f"num_classes {self.num_classes} has no known class map (6 or 9); give class_map",
+            )
+            if self.class_map is not None:
+                _require(
+                    sorted(self.class_map) == list(range(self.num_classes)),
+                    f"class_map must give classes 0..{self.num_classes - 1}, got {sorted(self.class_map)}",
+                )
+            if self.class_weights is not None:
+                _require(
+                    len(self.class_weights) == self.num_classes,
+                    f"class_weights must have {self.num_classes} values, got {len(self.class_weights)}",
+                )
+        _choice("down_sample", self.down_sample, DOWN_SAMPLES)
         _require(self.latent == 1, f"latent must be 1 (one action token per frame), got {self.latent!r}")
-        _require(
-            self.action_space == "continuous", f"action_space must be 'continuous', got {self.action_space!r}"
-        )
         _require(
             self.history_type == "post",
             f"history_type must be 'post' (each frame through the backbone alone); {self.history_type!r} is not supported",
@@ -404,21 +358,51 @@ class VLAConfig:
         _require(0.0 <= self.lstm_dropout < 1.0, f"lstm_dropout must be in [0, 1), got {self.lstm_dropout!r}")
         _require(0.0 <= self.lora_dropout < 1.0, f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
         _require(self.lora_alpha > 0, f"lora_alpha must be > 0, got {self.lora_alpha!r}")
+        _positive_int("lora_r", self.lora_r)
         _choice("lora_bias", self.lora_bias, LORA_BIASES)
+        if self.lora_target_modules is not None:
+            _require(
+                len(self.lora_target_modules) > 0
+                and all(isinstance(m, str) for m in self.lora_target_modules),
+                f"lora_target_modules must be a non-empty list of module names, got {self.lora_target_modules!r}",
+            )
         _require(
             self.norm_min < self.norm_max,
             f"norm_min must be < norm_max, got {self.norm_min!r} >= {self.norm_max!r}",
+        )
+        if self.inference_mode is not None:
+            _choice("inference_mode", self.inference_mode, ("regression", "classification"))
+        _require(
+            self.recipe is None or isinstance(self.recipe, TrainingRecipe),
+            f"recipe must be a TrainingRecipe or None, got {type(self.recipe).__name__}",
         )
         _require(
             isinstance(self.training, TrainingConfig),
             f"training must be a TrainingConfig, got {type(self.training).__name__}",
         )
 
-    # ------------------------------------------------------------------ backbone helpers
+    # ------------------------------------------------------------------ derived
     @property
     def is_preset(self) -> bool:
         """Whether the backbone is a built-in preset (random weights, no files needed)."""
         return self.backbone in BACKBONE_PRESETS
+
+    @property
+    def is_classification(self) -> bool:
+        return self.head_type == CLASSIFICATION_HEAD
+
+    @property
+    def head_output_dim(self) -> int:
+        """Values per chunk step the head emits: 2 for regression heads, ``num_classes`` for logits."""
+        return self.num_classes if self.is_classification else self.action_dim
+
+    def resolved_class_map(self) -> dict[int, tuple[float, float]]:
+        """Class index -> [linear_x, linear_y] (the config's, else the FACTS table by size)."""
+        if not self.is_classification:
+            raise ConfigError(f"{self.head_type} is not a classification head: it has no class map")
+        if self.class_map is not None:
+            return dict(self.class_map)
+        return dict(CLASS_MAPS[self.num_classes])
 
     def resolved_backbone_config(self) -> dict[str, Any] | None:
         """Kosmos2Config keyword arguments for a preset (or the explicit ``backbone_config``)."""
@@ -436,273 +420,51 @@ class VLAConfig:
         """Plain-JSON view of every field (without the RoboVLMs source)."""
         out = dataclasses.asdict(self)
         out.pop("robovlms_source", None)
+        out.pop("notes", None)
         out["image_mean"] = list(self.image_mean)
         out["image_std"] = list(self.image_std)
+        if self.class_map is not None:
+            out["class_map"] = {str(k): list(v) for k, v in self.class_map.items()}
+        for key in ("class_weights", "lora_target_modules"):
+            if out[key] is not None:
+                out[key] = list(out[key])
         return out
 
-    # ------------------------------------------------------------------ RoboVLMs schema
+    # ------------------------------------------------------------------ RoboVLMs JSON
     @classmethod
-    def from_robovlms(
-        cls,
-        config: dict[str, Any] | str | os.PathLike[str],
-        config_root: str | os.PathLike[str] | None = None,
-        backbone_dir: str | os.PathLike[str] | None = None,
-    ) -> VLAConfig:
-        """Parse a RoboVLMs config (dict, JSON text or JSON file path).
+    def from_robovlms(cls, config: Any, **kwargs: Any) -> VLAConfig:
+        """Parse a RoboVLMs config (dict, JSON text or file); see :func:`policies.robovlms_config.parse`."""
+        from policies.robovlms_config import parse
 
-        Args:
-            config: the config dict, or a path to its JSON file.
-            config_root: the training repository root that relative backbone paths such as
-                ``.vlms/kosmos-2-patch14-224`` are resolved against.
-            backbone_dir: a local Kosmos-2 folder that replaces the config's backbone path.
-
-        Raises:
-            ConfigError: on a missing key, an unsupported feature or a mismatched value.
-        """
-        if isinstance(config, (str, os.PathLike)) and not (
-            isinstance(config, str) and config.lstrip().startswith("{")
-        ):
-            path = Path(config)
-            try:
-                config = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as exc:
-                raise ConfigError(f"cannot read RoboVLMs config {str(path)!r}: {exc}") from exc
-        elif isinstance(config, str):
-            try:
-                config = json.loads(config)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"RoboVLMs config text is not valid JSON: {exc}") from exc
-        if not isinstance(config, dict):
-            raise ConfigError(f"a RoboVLMs config must be a JSON object, got {type(config).__name__}")
-        cfg: dict[str, Any] = config
-
-        def get(d: dict[str, Any], key: str, where: str) -> Any:
-            if key not in d:
-                raise ConfigError(f"RoboVLMs config lacks {where}{key!r}")
-            return d[key]
-
-        model_name = cfg.get("model", cfg.get("vlm", {}).get("name"))
-        _require(
-            model_name == "kosmos",
-            f"only Kosmos-2 backbones are supported: config 'model' is {model_name!r}, expected 'kosmos'",
-        )
-        robovlm_name = cfg.get("robovlm_name", "RoboKosMos")
-        _require(robovlm_name == "RoboKosMos", f"robovlm_name must be 'RoboKosMos', got {robovlm_name!r}")
-        for flag in ("use_hand_rgb", "use_vision_resampler", "use_state"):
-            _require(
-                not cfg.get(flag, False),
-                f"{flag}=true is not supported by this wrapper (the Mobile VLA runs use false)",
-            )
-        _require(
-            cfg.get("fwd_head") in (None, {}),
-            f"fwd_head must be null (no forward-prediction head), got {cfg.get('fwd_head')!r}",
-        )
-
-        head = get(cfg, "act_head", "")
-        _require(isinstance(head, dict), f"act_head must be an object, got {head!r}")
-        _require(
-            head.get("with_history", True) is True,
-            f"act_head.with_history must be true, got {head.get('with_history')!r}",
-        )
-        train_setup = cfg.get("train_setup", {})
-        tok = cfg.get("tokenizer", {}) or {}
-        tok_type = tok.get("tokenizer_type", "kosmos")
-        _require(tok_type == "kosmos", f"tokenizer.tokenizer_type must be 'kosmos', got {tok_type!r}")
-        extra = cfg.get(MVLA_SECTION, {}) or {}
-        _require(isinstance(extra, dict), f"{MVLA_SECTION} section must be an object, got {extra!r}")
-
-        if backbone_dir is not None:
-            backbone = str(backbone_dir)
-        elif extra.get("backbone"):
-            backbone = str(extra["backbone"])
-        else:
-            raw = cfg.get("vlm", {}).get("pretrained_model_name_or_path") or cfg.get("model_path")
-            _require(
-                bool(raw),
-                "RoboVLMs config names no backbone: neither vlm.pretrained_model_name_or_path nor model_path is set",
-            )
-            backbone = str(raw)
-        if (
-            backbone_dir is None
-            and backbone not in BACKBONE_PRESETS
-            and not os.path.isabs(backbone)
-            and config_root is not None
-        ):
-            backbone = str(Path(config_root) / backbone)
-
-        backbone_config = extra.get("backbone_config")
-        if backbone_config is not None and backbone_config == PRESET_BACKBONE_CONFIGS.get(backbone):
-            backbone_config = None  # the preset's own sizes, written out for self-description
-
-        trainer = cfg.get("trainer", {}) or {}
-        train_ds = cfg.get("train_dataset", {}) or {}
-        training = TrainingConfig(
-            learning_rate=float(cfg.get("learning_rate", 1e-4)),
-            weight_decay=float(cfg.get("weight_decay", 0.01)),
-            warmup_epochs=float(cfg.get("warmup_epochs", 0.1)),
-            min_lr_scale=float(cfg.get("min_lr_scale", 1e-3)),
-            max_epochs=int(trainer.get("max_epochs", 20)),
-            batch_size=int(cfg.get("batch_size", 1)),
-            accumulate_grad_batches=int(trainer.get("accumulate_grad_batches", 1)),
-            gradient_clip_val=float(trainer.get("gradient_clip_val", 1.0) or 0.0),
-            precision=str(trainer.get("precision", train_setup.get("precision", "32"))),
-            train_split=float(train_ds.get("train_split", 0.8)),
-            optimizer=str(cfg.get("optimizer", "adamw")),
-            exp_name=str(cfg.get("exp_name", "mobile_vla_lora")),
-            task_name=str(cfg.get("task_name", "mobile_vla_finetune")),
-        )
-        return cls(
-            backbone=backbone,
-            backbone_config=backbone_config,
-            window_size=get(cfg, "window_size", ""),
-            fwd_pred_next_n=get(cfg, "fwd_pred_next_n", ""),
-            image_size=cfg.get("image_size", 224),
-            image_mean=tuple(cfg.get("image_mean", CLIP_MEAN)),
-            image_std=tuple(cfg.get("image_std", CLIP_STD)),
-            normalization=extra.get("normalization", "clip"),
-            channel_order=extra.get("channel_order", "rgb"),
-            prompt_template=extra.get("prompt_template", DEFAULT_PROMPT_TEMPLATE),
-            max_text_len=int(tok.get("max_text_len", 256)),
-            head_type=get(head, "type", "act_head."),
-            hidden_size=head.get("hidden_size", 512),
-            num_lstm_layers=head.get("num_layers", 4),
-            lstm_dropout=float(head.get("policy_rnn_dropout_p", 0.0)),
-            action_dim=head.get("action_dim", 2),
-            down_sample=head.get("down_sample", "none"),
-            latent=head.get("latent", 1),
-            action_space=head.get("action_space", "continuous"),
-            history_type=head.get("history_type", "post"),
-            lora_enable=bool(train_setup.get("lora_enable", False)),
-            lora_r=int(train_setup.get("lora_r", 32)),
-            lora_alpha=train_setup.get("lora_alpha", 16),
-            lora_dropout=float(train_setup.get("lora_dropout", 0.1)),
-            lora_bias=train_setup.get("lora_bias", "none"),
-            freeze_backbone=bool(train_setup.get("freeze_backbone", True)),
-            train_vision=bool(train_setup.get("train_vision", False)),
-            train_text_embedding=bool(train_setup.get("train_text_embedding", False)),
-            norm_action=bool(cfg.get("norm_action", True)),
-            norm_min=float(cfg.get("norm_min", -1.0)),
-            norm_max=float(cfg.get("norm_max", 1.0)),
-            seed=int(cfg.get("seed", 123)),
-            training=training,
-            robovlms_source=copy.deepcopy(cfg),
-        )
+        return parse(config, **kwargs)
 
     def to_robovlms(self) -> dict[str, Any]:
-        """The RoboVLMs config JSON (as stored in ``hyper_parameters["configs"]``).
+        """The RoboVLMs config JSON; see :func:`policies.robovlms_config.to_robovlms`."""
+        from policies.robovlms_config import to_robovlms
 
-        Starts from the parsed source (if any) or the real run's layout, so every key a
-        RoboVLMs user expects is there; this config's values overwrite it.
-        """
-        out = (
-            copy.deepcopy(self.robovlms_source) if self.robovlms_source else copy.deepcopy(_ROBOVLMS_TEMPLATE)
-        )
-        t = self.training
-        out.update(
-            {
-                "robovlm_name": "RoboKosMos",
-                "model": "kosmos",
-                "exp_name": t.exp_name,
-                "task_name": t.task_name,
-                "image_size": self.image_size,
-                "image_mean": list(self.image_mean),
-                "image_std": list(self.image_std),
-                "window_size": self.window_size,
-                "fwd_pred_next_n": self.fwd_pred_next_n,
-                "seed": self.seed,
-                "batch_size": t.batch_size,
-                "optimizer": t.optimizer,
-                "learning_rate": t.learning_rate,
-                "min_lr_scale": t.min_lr_scale,
-                "weight_decay": t.weight_decay,
-                "warmup_epochs": t.warmup_epochs,
-                "model_path": self.backbone,
-                "model_config": self.backbone if self.is_preset else str(Path(self.backbone) / "config.json"),
-                "norm_action": self.norm_action,
-                "norm_min": self.norm_min,
-                "norm_max": self.norm_max,
-            }
-        )
-        ts = out.setdefault("train_setup", {})
-        ts.update(
-            {
-                "precision": t.precision,
-                "train_vision": self.train_vision,
-                "freeze_backbone": self.freeze_backbone,
-                "lora_enable": self.lora_enable,
-                "lora_r": self.lora_r,
-                "lora_alpha": self.lora_alpha,
-                "lora_dropout": self.lora_dropout,
-                "lora_bias": self.lora_bias,
-                "train_text_embedding": self.train_text_embedding,
-            }
-        )
-        head = out.setdefault("act_head", {})
-        head.update(
-            {
-                "type": self.head_type,
-                "hidden_size": self.hidden_size,
-                "action_dim": self.action_dim,
-                "down_sample": self.down_sample,
-                "latent": self.latent,
-                "action_space": self.action_space,
-                "with_history": True,
-                "history_type": self.history_type,
-                "num_layers": self.num_lstm_layers,
-                "policy_rnn_dropout_p": self.lstm_dropout,
-            }
-        )
-        tok = out.setdefault("tokenizer", {})
-        tok.update(
-            {
-                "type": "AutoProcessor",
-                "pretrained_model_name_or_path": self.backbone,
-                "tokenizer_type": "kosmos",
-                "max_text_len": self.max_text_len,
-            }
-        )
-        vlm = out.setdefault("vlm", {})
-        vlm.update(
-            {
-                "type": "AutoModelForVision2Seq",
-                "name": "kosmos",
-                "pretrained_model_name_or_path": self.backbone,
-            }
-        )
-        trainer = out.setdefault("trainer", {})
-        trainer.update(
-            {
-                "precision": t.precision,
-                "gradient_clip_val": t.gradient_clip_val,
-                "max_epochs": t.max_epochs,
-                "accumulate_grad_batches": t.accumulate_grad_batches,
-            }
-        )
-        for key in ("train_dataset", "val_dataset"):
-            if isinstance(out.get(key), dict):
-                out[key]["train_split"] = t.train_split
-        out[MVLA_SECTION] = {
-            "backbone": self.backbone,
-            "backbone_config": self.resolved_backbone_config(),
-            "normalization": self.normalization,
-            "channel_order": self.channel_order,
-            "prompt_template": self.prompt_template,
-        }
-        return out
+        return to_robovlms(self)
 
 
 __all__ = [
     "BACKBONE_PRESETS",
     "CHANNEL_ORDERS",
+    "CLASSIFICATION_HEAD",
+    "CLASS_MAPS",
     "CLIP_MEAN",
     "CLIP_STD",
+    "CONSTANT_INSTRUCTION",
     "ConfigError",
     "DEFAULT_PROMPT_TEMPLATE",
     "HEAD_TYPES",
+    "INSTRUCTION_MODES",
     "KOSMOS2_BASE_CONFIG",
+    "MVLA_SECTION",
     "NORMALIZATIONS",
     "PRESET_BACKBONE_CONFIGS",
     "TINY_KOSMOS2_CONFIG",
+    "TOKEN_LAYOUTS",
     "TrainingConfig",
+    "TrainingRecipe",
+    "UnsupportedConfigError",
     "VLAConfig",
 ]

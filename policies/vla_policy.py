@@ -1,49 +1,50 @@
-"""The Mobile VLA as a closed-loop :class:`policies.base.Policy`.
+"""The Mobile VLA as a closed-loop :class:`policies.base.Policy`, reproduced under a profile.
 
-This module owns :class:`VLAPolicy`, which reproduces the real inference loop around a
-:class:`~policies.vla_model.MobileVLAModel`:
+This module owns :class:`VLAPolicy`: a :class:`~policies.vla_model.MobileVLAModel` plus the
+:class:`~policies.profiles.InferenceSettings` of a profile (``as_trained`` or ``as_deployed``,
+see :mod:`policies.profiles`), and the loop around them:
 
-* ``reset(instruction)`` tokenizes the instruction and clears the frame window, the per-frame
-  feature cache and the action queue;
-* ``act(obs)`` preprocesses the frame (:mod:`policies.processors`), keeps the last
-  ``window_size`` frames (padded with the first), and when the action queue is empty predicts a
-  chunk of ``fwd_pred_next_n`` actions from the window (the newest frame's prediction) and
-  queues its first ``execute_steps`` actions (1 = re-plan every step, as deployed); with
-  ``temporal_ensemble`` it predicts every step and averages all chunks' predictions for the
-  current step with ACT's weights ``exp(-k * i)`` (i = 0 for the oldest chunk);
-* the queued action is post-processed (scale to data units, gain, dead zone, inversion, clamp)
-  and returned as float32 (2,) ``[linear_x, linear_y]``.
+* ``reset(instruction)`` lays out the prompt (the era's instruction, the tokenizer, padding,
+  token layout) and clears the frame history and the action queue;
+* ``act(obs)`` preprocesses the frame (:mod:`policies.processors`), encodes it once (its feature
+  is cached), runs the head over the history the fork's head keeps (every frame since the reset
+  for the first ``window_size`` frames, then the last ``window_size`` from a zero state), and
+  decodes the newest step's first chunk element into ``[linear_x, linear_y]``
+  (``execute_steps`` > 1 serves several chunk elements before predicting again;
+  ``temporal_ensemble`` averages overlapping chunks with ACT's weights);
+* ``trace(frames, instruction)`` runs that loop over a sequence of frames after a reset and
+  returns the raw head outputs at every step and the actions: the view a user compares with
+  the robot's logs.
 
-Every setting in force, the checkpoint and its key report are returned by ``settings()``.
+Every setting in force, the profile, the era and why, the overrides, the checkpoint and its key
+report are returned by ``settings()``.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections import deque
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from policies.processors import (
-    PostprocessSettings,
-    PreprocessSettings,
-    pad_window,
-    postprocess_action,
+    collate_layouts,
+    decode_action,
+    instruction_for,
+    layout_tokens,
     preprocess_frame,
+    prompt_text,
+    tokenize_prompt,
 )
-from policies.transport import jpeg_round_trip
-from policies.vla_config import CHANNEL_ORDERS, NORMALIZATIONS, VLAConfig
-from policies.vla_model import FrameFeatureCache, MobileVLAModel
+from policies.profiles import PROFILES, InferenceSettings, ProfileError, Resolution, resolve
+from policies.vla_config import VLAConfig
+from policies.vla_model import MobileVLAModel
 
 logger = logging.getLogger(__name__)
-
-PROFILES: tuple[str, ...] = ("as_trained", "as_deployed")
-TRANSPORTS: tuple[str, ...] = ("jpeg", "none")
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -51,81 +52,7 @@ DTYPES: dict[str, torch.dtype] = {
     "float16": torch.float16,
 }
 
-
-@dataclass(frozen=True)
-class VLAPolicySettings:
-    """Run-time settings of :class:`VLAPolicy` (all recorded by ``settings()``)."""
-
-    execute_steps: int = 1
-    """Actions of a predicted chunk executed before predicting again (1 = every step, as deployed)."""
-    temporal_ensemble: bool = False
-    """ACT-style temporal ensembling: predict every step, average overlapping chunk predictions."""
-    ensemble_decay: float = 0.01
-    """k in the ensemble weights exp(-k * i), i = 0 for the oldest prediction (ACT's default)."""
-    gain: float = 1.0
-    dead_zone: float = 0.15
-    invert_linear_x: bool = False
-    invert_linear_y: bool = False
-    channel_order: str | None = None
-    """``None`` = the checkpoint config's order; ``"rgb"``/``"bgr"`` overrides it."""
-    normalization: str | None = None
-    """``None`` = the checkpoint config's; ``"clip"``/``"none"`` overrides it."""
-    device: str = "cpu"
-    dtype: str = "float32"
-    use_feature_cache: bool = True
-    """Encode only the newest frame per step (identical results; off = 8 backbone passes)."""
-    merge_lora: bool = False
-    """Merge LoRA into the base weights for inference (faster; equal up to float rounding)."""
-    cpu_threads: int | None = None
-    """If set, ``torch.set_num_threads`` (process-wide). 1 is best for parallel rollout workers:
-    several threads per process on a shared 2-core machine can stall for seconds."""
-    profile: str = "as_trained"
-    """``"as_trained"`` (what the model saw in training) or ``"as_deployed"`` (the team's server
-    and robot client)."""
-    transport: str | None = None
-    """``"jpeg"``: the robot client's 224x224 resize + JPEG + the server's decode before the
-    model (:func:`policies.transport.jpeg_round_trip`); ``"none"``: the frame as is. ``None`` =
-    the profile's default (``"jpeg"`` for ``as_deployed``)."""
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.execute_steps, int) and self.execute_steps >= 1):
-            raise ValueError(f"execute_steps must be an integer >= 1, got {self.execute_steps!r}")
-        if self.temporal_ensemble and self.execute_steps != 1:
-            raise ValueError(
-                f"temporal_ensemble predicts every step: execute_steps must be 1, got {self.execute_steps!r}"
-            )
-        if not (math.isfinite(self.ensemble_decay) and self.ensemble_decay >= 0):
-            raise ValueError(f"ensemble_decay must be >= 0, got {self.ensemble_decay!r}")
-        if self.channel_order is not None and self.channel_order not in CHANNEL_ORDERS:
-            raise ValueError(
-                f"channel_order must be one of {list(CHANNEL_ORDERS)} or None, got {self.channel_order!r}"
-            )
-        if self.normalization is not None and self.normalization not in NORMALIZATIONS:
-            raise ValueError(
-                f"normalization must be one of {list(NORMALIZATIONS)} or None, got {self.normalization!r}"
-            )
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device {self.device!r} requested but CUDA is not available")
-        if self.cpu_threads is not None and not (isinstance(self.cpu_threads, int) and self.cpu_threads >= 1):
-            raise ValueError(f"cpu_threads must be an integer >= 1 or None, got {self.cpu_threads!r}")
-        if self.profile not in PROFILES:
-            raise ValueError(f"profile must be one of {list(PROFILES)}, got {self.profile!r}")
-        if self.transport is not None and self.transport not in TRANSPORTS:
-            raise ValueError(f"transport must be one of {list(TRANSPORTS)} or None, got {self.transport!r}")
-        if self.device == "cpu" and self.dtype == "float16":
-            raise ValueError("dtype 'float16' is not supported on CPU; use 'float32' or 'bfloat16'")
-
-    @classmethod
-    def split(cls, options: dict[str, Any]) -> tuple[VLAPolicySettings, dict[str, Any]]:
-        """(settings from the keys this class knows, the remaining keys)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in options.items() if k in names}), {
-            k: v for k, v in options.items() if k not in names
-        }
+__all__ = ["DTYPES", "PROFILES", "ProfileError", "VLAPolicy"]
 
 
 class VLAPolicy:
@@ -136,52 +63,51 @@ class VLAPolicy:
     def __init__(
         self,
         model: MobileVLAModel,
-        settings: VLAPolicySettings | None = None,
+        resolution: Resolution,
         *,
         checkpoint_path: str | None = None,
         key_report: dict[str, Any] | None = None,
         source: str = "config",
     ) -> None:
         self.config: VLAConfig = model.config
-        self.options = settings or VLAPolicySettings()
-        if self.options.cpu_threads is not None:
-            torch.set_num_threads(self.options.cpu_threads)
-        self.model = model.to(device=self.options.device, dtype=DTYPES[self.options.dtype]).eval()
-        if self.options.device.startswith("cuda") and self.options.dtype != "float32":
+        self.resolution = resolution
+        s = self.options = resolution.settings
+        if s.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ProfileError(f"device {s.device!r} requested but CUDA is not available")
+        if s.cpu_threads is not None:
+            torch.set_num_threads(s.cpu_threads)
+        self.model = model.to(device=s.device, dtype=DTYPES[s.dtype]).eval()
+        if s.device.startswith("cuda") and s.dtype != "float32":
             self.model.act_head.float()  # cuDNN LSTM: no bf16 weight flattening; the head is small
         self.model.act_head.rnn.flatten_parameters()
-        self.model.set_lora_merged(self.options.merge_lora)
+        self.model.set_lora_merged(s.merge_lora)
         self.checkpoint_path = checkpoint_path
         self.key_report = key_report
         self.source = source
-        self.preprocess = PreprocessSettings.from_config(
-            self.config, channel_order=self.options.channel_order, normalization=self.options.normalization
-        )
-        self.postprocess = PostprocessSettings(
-            gain=self.options.gain,
-            dead_zone=self.options.dead_zone,
-            invert_linear_x=self.options.invert_linear_x,
-            invert_linear_y=self.options.invert_linear_y,
-        )
-        self._cache = FrameFeatureCache(self.config.window_size)
-        self._frames: deque[torch.Tensor] = deque(maxlen=self.config.window_size)
+        self._class_map = self.config.resolved_class_map() if self.config.is_classification else None
+        window = self.config.window_size
+        self._features: deque[torch.Tensor] = deque(maxlen=window)
+        self._frames: deque[torch.Tensor] = deque(maxlen=window)
         self._queue: deque[np.ndarray] = deque()
         self._chunks: deque[tuple[int, np.ndarray]] = deque(maxlen=self.config.fwd_pred_next_n)
-        self._text = None
+        self._text: dict[str, torch.Tensor] | None = None
+        self.prompt: str | None = None
         self.instruction: str | None = None
         self._warned_instruction = False
+        self.last_output: np.ndarray | None = None
+        """The head's output at the newest step of the last prediction, [chunk, out]."""
         self.step = 0
         self.predictions = 0
-        self.transport = self.options.transport or ("jpeg" if self.options.profile == "as_deployed" else "none")
+        self.frames_encoded = 0
 
     # ---------------------------------------------------------------- constructors
     @classmethod
-    def from_config(cls, config: VLAConfig, seed: int = 0, **options: Any) -> VLAPolicy:
+    def from_config(
+        cls, config: VLAConfig, profile: str = "as_trained", seed: int = 0, **overrides: Any
+    ) -> VLAPolicy:
         """A policy with randomly initialised weights (tests, latency, smoke runs)."""
-        settings, rest = VLAPolicySettings.split(options)
-        if rest:
-            raise TypeError(f"unknown VLAPolicy settings: {sorted(rest)}")
-        return cls(MobileVLAModel.build(config, seed=seed), settings, source=f"random init (seed {seed})")
+        resolution = resolve(config, profile, overrides=overrides)
+        return cls(MobileVLAModel.build(config, seed=seed), resolution, source=f"random init (seed {seed})")
 
     @classmethod
     def from_checkpoint(
@@ -192,19 +118,20 @@ class VLAPolicy:
         config_path: str | os.PathLike[str] | None = None,
         backbone_dir: str | os.PathLike[str] | None = None,
         config_root: str | os.PathLike[str] | None = None,
-        **options: Any,
+        **overrides: Any,
     ) -> VLAPolicy:
-        """Load a Lightning checkpoint (see :func:`policies.checkpoint.load_model`); the keyword
-        options are :class:`VLAPolicySettings` fields."""
+        """Load a Lightning checkpoint (:func:`policies.checkpoint.load_model`) under ``profile``.
+
+        ``overrides`` are :class:`~policies.profiles.InferenceSettings` fields (plus ``era``);
+        they are applied on top of the profile and recorded.
+        """
         from policies.checkpoint import load_model
 
-        settings, rest = VLAPolicySettings.split({**options, "profile": profile})
-        if rest:
-            raise TypeError(f"unknown VLAPolicy settings: {sorted(rest)}")
         loaded = load_model(path, config_path=config_path, backbone_dir=backbone_dir, config_root=config_root)
+        resolution = resolve(loaded.config, profile, checkpoint=path, overrides=overrides)
         return cls(
             loaded.model,
-            settings,
+            resolution,
             checkpoint_path=loaded.path,
             key_report=loaded.report.summary(),
             source="checkpoint",
@@ -212,16 +139,28 @@ class VLAPolicy:
 
     # ---------------------------------------------------------------- Policy protocol
     def reset(self, instruction: str) -> None:
-        """Start an episode: tokenize the instruction, clear window, feature cache and queue."""
-        self._text = self.model.text_inputs(instruction)
+        """Start an episode: lay out the prompt, clear the history and the action queue."""
+        s = self.options
+        if self.model.tokenizer is None:
+            raise RuntimeError("this model was built without a tokenizer (meta build); it cannot act")
+        given = instruction_for(instruction, s)
+        self.prompt = prompt_text(given, s.prompt_template)
+        pad_to = self.config.max_text_len if s.text_padding == "max_length" else None
+        ids, mask = tokenize_prompt(self.model.tokenizer, self.prompt, pad_to=pad_to)
+        layout = layout_tokens(
+            ids, mask, layout=s.token_layout, num_image_tokens=self.model.num_image_tokens, text=self.prompt
+        )
+        self._text = {k: v.to(self.model.device) for k, v in collate_layouts([layout]).items()}
         self.instruction = instruction
         self._warned_instruction = False
-        self._cache.reset()
+        self._features.clear()
         self._frames.clear()
         self._queue.clear()
         self._chunks.clear()
+        self.last_output = None
         self.step = 0
         self.predictions = 0
+        self.frames_encoded = 0
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         """One control step: the env action float32 (2,) [linear_x, linear_y] in data units."""
@@ -236,83 +175,102 @@ class VLAPolicy:
                 self.instruction,
             )
             self._warned_instruction = True
-        image = obs["image"]
-        if self.transport == "jpeg":
-            image = jpeg_round_trip(image)
-        pixels = preprocess_frame(image, self.preprocess, device=self.model.device)
+        cfg, s = self.config, self.options
+        pixels = preprocess_frame(obs["image"], s, cfg.image_size, cfg.image_mean, cfg.image_std)
+        pixels = pixels.to(self.model.device, self.model.dtype)
         with torch.no_grad():
-            if self.options.use_feature_cache:
-                self._cache.append(pixels)
+            if s.use_feature_cache:
+                self._features.append(self.model.encode_frames(pixels[None], self._text)[0])
+                self.frames_encoded += 1
             else:
                 self._frames.append(pixels)
-            if self.options.temporal_ensemble:
+            if s.temporal_ensemble:
                 self._chunks.append((self.step, self._predict()))
-                raw = self._ensembled_action()
+                raw = self._ensembled()
             else:
                 if not self._queue:
-                    chunk = self._predict()
-                    self._queue.extend(chunk[: self.options.execute_steps])
+                    self._queue.extend(self._predict()[: s.execute_steps])
                 raw = self._queue.popleft()
+        action = decode_action(
+            raw,
+            s,
+            class_map=self._class_map,
+            norm_action=cfg.norm_action,
+            instruction=self.instruction or "",
+            first_call=self.step == 0,
+        )
         self.step += 1
-        if self.options.profile == "as_deployed" and self.step == 1:
-            return np.zeros(2, dtype=np.float32)  # the team's server zeroes the first call after a reset
-        return postprocess_action(raw, self.postprocess)
+        return action
+
+    def trace(self, frames: Sequence[np.ndarray] | np.ndarray, instruction: str) -> dict[str, np.ndarray]:
+        """Reset, then act on every frame: the raw head outputs and the actions.
+
+        Returns:
+            ``{"chunks": float32 [T, chunk, out], "actions": float32 [T, 2]}``: at each step the
+            head's output at its newest position (before decoding) and what ``act()`` returned.
+        """
+        if self.options.execute_steps != 1 or self.options.temporal_ensemble:
+            raise ProfileError(
+                "trace() records one prediction per step: use execute_steps=1 without temporal_ensemble"
+            )
+        self.reset(instruction)
+        chunks, actions = [], []
+        for frame in frames:
+            actions.append(self.act({"image": np.asarray(frame), "instruction": instruction}))
+            chunks.append(self.last_output)
+        return {
+            "chunks": np.stack(chunks).astype(np.float32),
+            "actions": np.stack(actions).astype(np.float32),
+        }
 
     def settings(self) -> dict[str, Any]:
-        """Every pre/post-processing setting in force, the model config and the checkpoint."""
-        cfg = self.config
+        """Every setting in force, the profile and era, the model config and the checkpoint."""
+        cfg, s = self.config, self.options
         return {
             "policy": self.name,
-            "profile": self.options.profile,
-            "transport": self.transport,
+            "profile": s.profile,
+            "transport": s.transport,
             "source": self.source,
             "checkpoint": self.checkpoint_path,
             "key_report": self.key_report,
+            "era": self.resolution.era.to_dict(),
+            "overrides": dict(self.resolution.overrides),
+            "warnings": list(self.resolution.warnings),
+            "settings": s.to_dict(),
+            "prompt": self.prompt,
             "model": {
                 "backbone": cfg.backbone,
                 "head_type": cfg.head_type,
                 "window_size": cfg.window_size,
                 "fwd_pred_next_n": cfg.fwd_pred_next_n,
+                "image_size": cfg.image_size,
+                "num_classes": cfg.num_classes if cfg.is_classification else None,
                 "history_type": cfg.history_type,
-                "prompt_template": cfg.prompt_template,
                 "lora": {"enable": cfg.lora_enable, "r": cfg.lora_r, "alpha": cfg.lora_alpha},
-                "config_normalization": cfg.normalization,
-                "config_channel_order": cfg.channel_order,
+                "recipe": cfg.recipe.to_dict() if cfg.recipe is not None else None,
+                "abs_action": cfg.abs_action,
             },
-            "preprocess": self.preprocess.as_dict(),
-            "postprocess": self.postprocess.as_dict(),
-            "execute_steps": self.options.execute_steps,
-            "temporal_ensemble": self.options.temporal_ensemble,
-            "ensemble_decay": self.options.ensemble_decay,
-            "use_feature_cache": self.options.use_feature_cache,
-            "merge_lora": self.options.merge_lora,
             "cpu_threads": torch.get_num_threads(),
-            "device": self.options.device,
-            "dtype": self.options.dtype,
-            "options": asdict(self.options),
         }
 
     # ---------------------------------------------------------------- internals
     def _predict(self) -> np.ndarray:
-        """The newest frame's chunk [chunk, 2] (normalized), from the cache or a full window."""
+        """The head's chunk at the newest step [chunk, out], over the fork's head history."""
         if self.options.use_feature_cache:
-            chunk = self.model.predict_cached(self._cache, self._text)
+            feats = torch.stack(list(self._features))
         else:
-            chunk = self.model.predict_window(
-                pad_window(list(self._frames), self.config.window_size), self._text
-            )
+            feats = self.model.encode_frames(torch.stack(list(self._frames)), self._text)
+            self.frames_encoded += len(self._frames)
+        out = self.model.head(feats[None])[0, -1].float().cpu().numpy()
+        self.last_output = out
         self.predictions += 1
-        return chunk.float().cpu().numpy()
+        return out
 
-    def _ensembled_action(self) -> np.ndarray:
+    def _ensembled(self) -> np.ndarray:
         preds = [chunk[self.step - t0] for t0, chunk in self._chunks if 0 <= self.step - t0 < len(chunk)]
         weights = np.exp(-self.options.ensemble_decay * np.arange(len(preds)))
         return (np.stack(preds) * (weights / weights.sum())[:, None]).sum(axis=0)
 
     @property
-    def frames_encoded(self) -> int:
-        """Backbone frame passes made since the last reset (cached mode only)."""
-        return self._cache.frames_encoded
-
-
-__all__ = ["DTYPES", "VLAPolicy", "VLAPolicySettings"]
+    def inference_settings(self) -> InferenceSettings:
+        return self.options

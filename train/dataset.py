@@ -19,19 +19,19 @@ exactly the real collater's: it drops the last action and unfolds the 17 others 
 here every window is one index, so a shuffling sampler plays that role. The config's ``rgb_pad``
 (10) is stored by the real loader but never applied.)
 
-``windows="every_step"`` gives instead one window per key press ``t = 1 .. T-1``, ending at
-frame ``t`` and padded at the front with the first frame: exactly the window the deployed policy
-sees at its ``t``-th decision (the real inference pads with the first frame too). Frame 0
-(``episode_start``, zero action, the same image as frame 1) is treated as padding and never
-supervised; padded positions have ``frame_mask`` 0. The real loader never feeds frames 8-17 of
+``windows="every_step"`` gives instead one window per key press ``t = 1 .. T-1``: the frames
+the deployed head runs over at its ``t``-th decision (frames ``max(0, t-W+1) .. t``, from a zero
+LSTM state; the fork's head is causal and never pads with the first frame), zero-padded after
+``t``, with only position ``t`` supervised. Frame 0 (``episode_start``, zero action, the same
+image as frame 1) is never supervised. The real loader never feeds frames 8-17 of
 an 18-frame episode as inputs, so the model it trains sees, late in an episode, windows it was
 never trained on; this mode closes that gap. ``windows="episode"`` returns whole episodes
 (padded to the longest one) with the same frame mask: the training module then encodes every
 frame once and unfolds the ``every_step`` windows from the per-frame features, which gives the
 same loss with 8x fewer backbone passes (frames are independent through the backbone).
 
-Images: the real pipeline squashes the whole 16:9 frame to a square (PIL bilinear to 224 x 224);
-``image_size`` does the same (bilinear with antialiasing). Items carry uint8 (T, H, W, 3);
+Images: the real pipeline squashes the whole 16:9 frame to a square (PIL bilinear on uint8, to
+224 x 224); ``image_size`` does exactly that (:func:`policies.processors.resize_frame`). Items carry uint8 (T, H, W, 3);
 ``collate`` makes them (B, T, 3, S, S), uint8 or float in [0, 1]. Mean/std normalization
 (CLIP's, in the run's config) belongs to the model's preprocessing, not here.
 
@@ -68,10 +68,10 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from mvla_sim.facts import mirror_instruction
+from policies.processors import resize_frame
 from train.episodes import EPISODE_GLOB, find_episodes, read_episode, read_frames, scenario_of
 
 logger = logging.getLogger(__name__)
@@ -187,13 +187,11 @@ def split_episodes(
 
 
 def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
-    """Squash uint8 frames (N, H, W, 3) to (N, size, size, 3): bilinear with antialiasing, as a
-    PIL ``resize((size, size), BILINEAR)`` of the whole frame."""
+    """Squash uint8 frames (N, H, W, 3) to (N, size, size, 3): PIL ``BILINEAR`` on uint8 of the
+    whole frame, as the fork's dataset and the ``as_trained`` profile do."""
     if frames.shape[1] == size and frames.shape[2] == size:
         return frames
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
-    y = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    return np.stack([resize_frame(f, size, "bilinear") for f in frames])
 
 
 def _as_sources(
@@ -373,15 +371,16 @@ class EpisodeWindowDataset(Dataset):
         if self.window_mode == "episode":
             w = self.episode_len
 
-        idx = start + np.arange(w)
         first = max(start, 0)
+        end = start + w - 1  # every_step: the window's decision frame
         frames = self._frames(ep_index, first, min(start + w, num_frames))
         images = np.zeros((w, *frames.shape[1:]), dtype=np.uint8)
-        lead = first - start  # positions padded with the first frame (every_step windows)
-        images[lead : lead + len(frames)] = frames
-        images[:lead] = frames[0]
+        images[: len(frames)] = frames  # causal: the frames from `first` on, zeros after the end
+        idx = first + np.arange(w)
         min_frame = 0 if self.window_mode == "real" else 1
         real = (idx >= min_frame) & (idx < num_frames)
+        if self.window_mode == "every_step":
+            real &= idx == end  # supervise the decision the deployed head makes at `end`
         frame_mask = real.astype(np.float32)
 
         steps = idx[:, None] + np.arange(c)[None, :]

@@ -157,7 +157,7 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
     from train.atomic import write_json_atomic
     from train.dataset import EpisodeSource, train_val_datasets
     from train.dataset import collate as collate_fn
-    from train.lightning_module import MobileVLAModule
+    from train.lightning_module import DEFAULT_RECIPE, MobileVLAModule
 
     cfg = config.configs
     try:
@@ -185,11 +185,16 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
             window_size=vla.window_size,
             fwd_pred_next_n=vla.fwd_pred_next_n,
             windows=ds.get("windows", "real"),
+            image_size=vla.image_size,
         )
     except ValueError as exc:
         raise UsageError(f"data: {exc}") from None
     if len(val_set) == 0:
         raise UsageError("the validation split is empty: add episodes or lower train_split")
+    if vla.recipe is None:
+        # What this run shows the model, recorded for the as_trained profile (the fork's newest recipe).
+        cfg["mvla_sim"]["recipe"] = DEFAULT_RECIPE.to_dict()
+        config.notes.append(f"no recipe in the config: training with {DEFAULT_RECIPE.to_dict()}")
     cfg["mvla_sim"]["data_sources"] = [
         {"path": str(s.path), "color_order": s.color_order} for s in config.data
     ]

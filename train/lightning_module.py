@@ -1,9 +1,11 @@
 """The LightningModule that fine-tunes the Mobile VLA (LoRA through peft) with RoboVLMs' metrics.
 
 The network is held as ``self.model`` so that state-dict keys carry the ``model.`` prefix of the
-real checkpoints; ``hyper_parameters["configs"]`` holds the whole RoboVLMs config JSON of the run.
-Pre-processing of frames goes through ``policies.processors`` so that training sees exactly what
-the deployed policy sees.
+real checkpoints; ``hyper_parameters["configs"]`` holds the whole RoboVLMs config JSON of the run,
+including the recipe (``mvla_sim.recipe``: pixel normalization, token layout, instruction) that
+the ``as_trained`` profile reproduces. Frames arrive resized (PIL bilinear on uint8, by the
+dataset, as the fork's loader does); pixels and prompts then go through ``policies.processors``,
+the functions the policy itself uses, so training sees exactly what ``as_trained`` inference sees.
 """
 
 from __future__ import annotations
@@ -13,37 +15,47 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.nn import functional as F
 
 from policies.processors import (
-    PreprocessSettings,
-    collate_text,
+    action_classes,
+    collate_layouts,
+    layout_tokens,
     normalize_actions,
-    normalize_pixels,
+    prompt_text,
+    to_pixels,
+    tokenize_prompt,
 )
-from policies.vla_config import VLAConfig
+from policies.vla_config import TrainingRecipe, VLAConfig
 from policies.vla_model import MobileVLAModel
 
 METRIC_NAMES = ("loss", "loss_velocity_act", "rmse_velocity_act", "true_rmse")
 """Logged as ``train_*`` / ``val_*``. The first three are RoboVLMs' (its "rmse" is sqrt of the
-Huber loss); ``true_rmse`` is the real root-mean-square error in the data's units (x 1.15)."""
+loss); ``true_rmse`` is the real root-mean-square error in the data's units (x 1.15; regression
+heads), the classification heads log their accuracy as ``true_rmse``'s sibling ``acc``."""
 
 DATA_UNITS_PER_NORMALIZED = 1.15
 """A normalized action of 1.0 is a key press's 1.15 in the data."""
 
+DEFAULT_RECIPE = TrainingRecipe(normalization="clip", token_layout="fork", source="config")
+"""A run of this project whose config records no recipe trains like the fork's newest code."""
 
-def preprocess_batch(images: torch.Tensor, settings: PreprocessSettings) -> torch.Tensor:
-    """uint8 frames (B, T, 3, H, W) -> network pixels (B, T, 3, S, S), as ``preprocess_frame``."""
-    b, t = images.shape[:2]
-    x = images.flatten(0, 1).float()
-    size = settings.image_size
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    x = x.clamp_(0.0, 255.0)
-    if settings.channel_order == "bgr":
-        x = x.flip(1)
-    x = normalize_pixels(x, settings.normalization, settings.image_mean, settings.image_std)
-    return x.view(b, t, *x.shape[1:])
+
+def causal_windows(features: torch.Tensor, window: int, head) -> torch.Tensor:
+    """Head outputs at every frame of whole episodes, as inference computes them.
+
+    ``features`` [B, L, D] -> [B, L, chunk, out]: frames 0..W-1 from one pass over the first W
+    frames (causal LSTM), every later frame t from a pass over frames t-W+1..t from a zero state
+    (the fork's head history at inference).
+    """
+    b, length = features.shape[:2]
+    first = head(features[:, : min(window, length)])
+    if length <= window:
+        return first
+    idx = torch.arange(window, length, device=features.device)[:, None] + torch.arange(
+        -window + 1, 1, device=features.device
+    )
+    later = head(features[:, idx].flatten(0, 1))[:, -1]  # [B * (L - W), chunk, out]
+    return torch.cat([first, later.view(b, length - window, *later.shape[1:])], dim=1)
 
 
 class MobileVLAModule(L.LightningModule):
@@ -53,55 +65,64 @@ class MobileVLAModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters({"configs": configs})
         self.vla_config = VLAConfig.from_robovlms(configs)
+        self.recipe = self.vla_config.recipe or DEFAULT_RECIPE
         self.model = MobileVLAModel.build(self.vla_config, seed=init_seed)
-        self.preprocess = PreprocessSettings.from_config(self.vla_config)
         self._text_cache: dict[str, Any] = {}
 
     def _text(self, instructions: list[str]) -> dict[str, torch.Tensor]:
         items = []
-        for text in instructions:
-            if text not in self._text_cache:
-                self._text_cache[text] = self.model.text_inputs(text)
-            items.append(self._text_cache[text])
-        batch = collate_text(items, pad_token_id=self.model.tokenizer.pad_token_id)
-        return {k: v.to(self.device) for k, v in batch.items()}
+        for instruction in instructions:
+            if instruction not in self._text_cache:
+                given = (
+                    self.recipe.constant_instruction if self.recipe.instruction == "constant" else instruction
+                )
+                text = prompt_text(given, self.vla_config.prompt_template)
+                ids, mask = tokenize_prompt(self.model.tokenizer, text)
+                self._text_cache[instruction] = layout_tokens(
+                    ids,
+                    mask,
+                    layout=self.recipe.token_layout,
+                    num_image_tokens=self.model.num_image_tokens,
+                    text=text,
+                )
+            items.append(self._text_cache[instruction])
+        return {k: v.to(self.device) for k, v in collate_layouts(items).items()}
 
     def encode_batch(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Per-frame action-token features [B, L, D] of a batch's frames (each frame on its own)."""
-        pixels = preprocess_batch(batch["images"], self.preprocess).to(self.model.dtype)
+        """Per-frame action-token features [B, T, D] of a batch's frames (each frame on its own)."""
+        images = batch["images"]  # (B, T, 3, S, S) uint8, resized by the dataset
+        cfg = self.vla_config
+        if images.shape[-1] != cfg.image_size or images.shape[-2] != cfg.image_size:
+            raise ValueError(
+                f"frames are {tuple(images.shape[-2:])}, the model takes {cfg.image_size}: build the dataset "
+                f"with image_size={cfg.image_size}"
+            )
+        b, length = images.shape[:2]
+        pixels = to_pixels(
+            images.permute(0, 1, 3, 4, 2),
+            self.recipe.normalization,
+            cfg.image_mean,
+            cfg.image_std,
+            self.recipe.channel_order,
+        ).to(self.model.dtype)
         text = self._text(batch["instruction"])
-        b, length = pixels.shape[:2]
         rows = {k: v.repeat_interleave(length, dim=0) for k, v in text.items()}
-        return self.model.encode_frames(
-            pixels.flatten(0, 1),
-            rows["input_ids"],
-            rows["attention_mask"],
-            rows["image_embeds_position_mask"],
-            rows["action_token_mask"],
-        ).view(b, length, -1)
+        return self.model.encode_frames(pixels.flatten(0, 1), rows).view(b, length, -1)
+
+    def _targets(self, actions: torch.Tensor) -> torch.Tensor:
+        cfg = self.vla_config
+        if cfg.is_classification:
+            return action_classes(actions, cfg.num_classes).to(actions.device)
+        return normalize_actions(actions, cfg.norm_min, cfg.norm_max)
 
     def _predict(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(pred, target, mask) for a batch of windows, or of whole episodes to unfold."""
+        """(pred, target, mask) for a batch of windows, or of whole episodes (every frame's output
+        as inference computes it: see :func:`causal_windows`)."""
         feats = self.encode_batch(batch)
-        b, length = feats.shape[:2]
-        cfg = self.vla_config
-        target = normalize_actions(batch["actions"], cfg.norm_min, cfg.norm_max)
+        target = self._targets(batch["actions"])
         mask = batch["action_mask"] * batch["frame_mask"].unsqueeze(-1)
-        w = cfg.window_size
-        if length <= w:
-            return self.model.decode(feats), target, mask
-        # Whole episodes: the window ending at frame t holds frames t-w+1..t, padded with frame 0
-        # (the deployed policy's window); supervise every real position of every real window.
-        raw = (
-            torch.arange(length, device=feats.device)[:, None]
-            + torch.arange(-w + 1, 1, device=feats.device)[None, :]
-        )
-        idx = raw.clamp(min=0)  # [L, w]
-        pred = self.model.decode(feats[:, idx].flatten(0, 1)).view(b, length, w, *target.shape[2:])
-        window_ok = batch["frame_mask"].bool()[:, :, None]  # [B, L, 1]: the window's last frame is real
-        pos_ok = batch["frame_mask"].bool()[:, idx] & (raw >= 0)  # [B, L, w]
-        unfolded_mask = mask[:, idx] * (window_ok & pos_ok).unsqueeze(-1)
-        return pred, target[:, idx], unfolded_mask
+        pred = causal_windows(feats, self.vla_config.window_size, self.model.head)
+        return pred, target, mask
 
     @torch.no_grad()
     def standardize_features(self, batches: list[dict[str, Any]], min_std: float = 1e-2) -> dict[str, float]:
@@ -130,16 +151,21 @@ class MobileVLAModule(L.LightningModule):
     def _shared_step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
         pred, target, mask = self._predict(batch)
         cfg = self.vla_config
-        out = self.model.compute_loss(pred.flatten(0, 1), target.flatten(0, 1), mask.flatten(0, 1))
+        out = self.model.compute_loss(pred, target, mask)
         m = mask.bool()
-        sq = (pred.float() - target.float()).pow(2)[m]
-        scale = DATA_UNITS_PER_NORMALIZED * (cfg.norm_max - cfg.norm_min) / 2
-        out["true_rmse"] = sq.mean().sqrt().detach() * scale if bool(m.any()) else torch.zeros(())
+        if cfg.is_classification:
+            hit = (pred.argmax(-1) == target).float()[m]
+            out["true_rmse"] = hit.mean().detach() if bool(m.any()) else torch.zeros(())
+        else:
+            sq = (pred.float() - target.float()).pow(2)[m]
+            scale = DATA_UNITS_PER_NORMALIZED * (cfg.norm_max - cfg.norm_min) / 2
+            out["true_rmse"] = sq.mean().sqrt().detach() * scale if bool(m.any()) else torch.zeros(())
         batch_size = int(batch["images"].shape[0])
         on_step = stage == "train"
         for name in METRIC_NAMES:
+            log_name = "acc" if (name == "true_rmse" and cfg.is_classification) else name
             self.log(
-                f"{stage}_{name}",
+                f"{stage}_{log_name}",
                 out[name],
                 on_step=on_step,
                 on_epoch=True,

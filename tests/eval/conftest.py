@@ -30,7 +30,9 @@ def tiny_vla_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        model = MobileVLAModel.build(VLAConfig(), seed=0)
+        model = MobileVLAModel.build(
+            VLAConfig(hidden_size=64, num_lstm_layers=2, lora_enable=True, lora_r=8), seed=0
+        )
         path = tmp_path_factory.mktemp("vla") / real_name(4, 0.071)
         save_checkpoint(model, path, epoch=4)
     finally:

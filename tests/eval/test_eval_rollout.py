@@ -152,8 +152,8 @@ def test_broken_checkpoint_is_reported_and_others_still_run(tmp_path: Path, tiny
     good, broken = by_id["epoch04-val0.071"], by_id["epoch09-val0.010"]
     assert broken["status"] == "load_failed" and broken["reason"] and str(bad.name) not in ("",)
     assert good["status"] == "ok" and good["overall"]["n"] == 1 and good["val_loss"] == pytest.approx(0.071)
-    assert good["key_report"]["ok"] is True and "preprocess" in good["settings"]
-    assert good["settings"]["postprocess"]["dead_zone"] == 0.2  # --policy-option reached the policy
+    assert good["key_report"]["ok"] is True and good["settings"]["profile"] == "as_trained"
+    assert good["settings"]["settings"]["dead_zone"] == 0.2  # --policy-option reached the policy
     (r,) = rec.read_records(out / "episodes.jsonl")
     assert r["val_loss"] == pytest.approx(0.071) and r["policy_kind"] == "checkpoint"
 

@@ -208,19 +208,26 @@ def test_bad_settings_and_empty_folders(tmp_path):
 
 
 def test_every_step_windows_match_what_the_deployed_policy_sees(tmp_path, write_synthetic):
+    """Causal windows: at decision t the head has run over frames max(0, t-7)..t from a zero state
+    (the fork's head history); nothing is padded in front, and only decision t is supervised."""
     path = write_synthetic(tmp_path, num_frames=18)
     ds = EpisodeWindowDataset(tmp_path, subset="all", windows="every_step")
     frames = read_episode(path).images
     assert len(ds) == 17  # one window per key press, frames 1..17
     first = ds[0]
-    assert all(np.array_equal(first["images"][t].numpy(), frames[0]) for t in range(7))
-    assert np.array_equal(first["images"][7].numpy(), frames[1])
-    assert first["frame_mask"].tolist() == [0.0] * 7 + [1.0]  # frame 0 (episode_start) is padding
-    assert first["actions"][7, 0].tolist() == [1.0, 0.0]  # press 1 of the left core sequence (W)
-    assert first["action_mask"][:7].sum() == 0
+    assert np.array_equal(first["images"][0].numpy(), frames[0])
+    assert np.array_equal(first["images"][1].numpy(), frames[1])
+    assert not first["images"][2:].any()  # zeros after the decision frame (the LSTM is causal)
+    assert first["frame_mask"].tolist() == [0.0, 1.0] + [0.0] * 6  # only decision 1 is supervised
+    assert first["actions"][1, 0].tolist() == [1.0, 0.0]  # press 1 of the left core sequence (W)
+    assert first["action_mask"][0].sum() == 0 and first["action_mask"][2:].sum() == 0
+    mid = ds[6]  # decision 7: frames 0..7, the first full window
+    assert np.array_equal(mid["images"].numpy(), frames[0:8]) and mid["frame_mask"].tolist() == [0.0] * 7 + [
+        1.0
+    ]
     last = ds[16]
     assert np.array_equal(last["images"].numpy(), frames[10:18])
-    assert last["frame_mask"].sum() == 8
+    assert last["frame_mask"].tolist() == [0.0] * 7 + [1.0]
     assert last["action_mask"][7].tolist() == [1.0] + [0.0] * 9  # only frame 17's own action is left
     with pytest.raises(ValueError, match="windows"):
         EpisodeWindowDataset(tmp_path, subset="all", windows="sometimes")

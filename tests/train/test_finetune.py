@@ -97,7 +97,8 @@ def test_standardize_features_folds_mean_and_std_into_the_final_layer_norm(sim_d
     from train.lightning_module import MobileVLAModule
 
     module = MobileVLAModule(load_config(DEFAULT_CONFIG), init_seed=0)
-    dataset = EpisodeWindowDataset(sim_data, subset="all", windows="episode")
+    size = module.vla_config.image_size
+    dataset = EpisodeWindowDataset(sim_data, subset="all", windows="episode", image_size=size)
     batch = collate([dataset[i] for i in range(len(dataset))])
     keys_before = set(module.state_dict())
     module.standardize_features([batch])
@@ -111,3 +112,32 @@ def test_standardize_features_folds_mean_and_std_into_the_final_layer_norm(sim_d
     assert (
         std.max() < 1.001 and (std > 0.999).float().mean() > 0.5
     )  # unit std, but for dims clamped at min_std
+
+
+def test_as_trained_trace_equals_what_training_computed(run_dir, sim_data):
+    """Train/infer parity: the as_trained policy of our own checkpoint (its recorded recipe)
+    computes, frame by frame on raw env frames, the head outputs the training forward computed."""
+    from train.dataset import EpisodeWindowDataset, collate
+    from train.episodes import read_episode
+    from train.lightning_module import MobileVLAModule
+
+    top = sorted(run_dir.glob("epoch_*.ckpt"))[0]
+    policy = VLAPolicy.from_checkpoint(top, "as_trained")
+    ckpt = torch.load(top, map_location="cpu", weights_only=False)
+    recipe = ckpt["hyper_parameters"]["configs"]["mvla_sim"]["recipe"]
+    assert recipe["token_layout"] == "upstream" and policy.options.token_layout == "upstream"
+    assert policy.resolution.era.source == "recipe"
+    module = MobileVLAModule(ckpt["hyper_parameters"]["configs"])
+    module.load_state_dict(ckpt["state_dict"])
+    module.eval()
+    dataset = EpisodeWindowDataset(
+        sim_data, subset="all", windows="episode", image_size=module.vla_config.image_size
+    )
+    item = dataset[0]
+    with torch.no_grad():
+        pred, _, _ = module._predict(collate([item]))
+    episode = read_episode(item["episode"])
+    trace = policy.trace(episode.images, item["instruction"])
+    n = episode.num_frames
+    assert n > module.vla_config.window_size  # inside the window and beyond it
+    assert np.abs(pred[0, :n].numpy() - trace["chunks"]).max() < 1e-5
