@@ -36,7 +36,7 @@ Images: the real pipeline squashes the whole 16:9 frame to a square (PIL bilinea
 (CLIP's, in the run's config) belongs to the model's preprocessing, not here.
 
 Colour: real frames were saved straight from the camera's ``bgr8`` image, and the real training
-code fed them to the model as if RGB. ``color_order`` says how the frames of a source are stored:
+code fed them to the model as if RGB. ``channel_order`` says how the frames of a source are stored:
 ``"bgr"`` swaps them to RGB on read, ``"rgb"`` (the default, what the real training did) keeps
 them. Set it per source (``EpisodeSource``) when mixing real and simulated folders.
 
@@ -76,7 +76,7 @@ from train.episodes import EPISODE_GLOB, find_episodes, read_episode, read_frame
 
 logger = logging.getLogger(__name__)
 
-ColorOrder = Literal["rgb", "bgr"]
+ChannelOrder = Literal["rgb", "bgr"]
 MirrorMode = Literal["none", "random", "double"]
 SplitMethod = Literal["sorted", "stratified"]
 Subset = Literal["train", "val", "all"]
@@ -89,7 +89,7 @@ ACTION_CLAMP = 1.0
 DEFAULT_SPLIT_SEED = 123
 """The ``seed`` of the real run's config."""
 
-_COLOR_ORDERS = ("rgb", "bgr")
+_CHANNEL_ORDERS = ("rgb", "bgr")
 _MIRROR_MODES = ("none", "random", "double")
 _SPLITS = ("sorted", "stratified")
 _SUBSETS = ("train", "val", "all")
@@ -104,17 +104,17 @@ class EpisodeSource:
     Attributes:
         path: a folder, searched with ``pattern``, or a single ``.h5`` file.
         pattern: glob inside the folder, e.g. the real run's ``"episode_2025111*.h5"``.
-        color_order: channel order of the stored frames (``"bgr"`` is swapped to RGB on read).
+        channel_order: channel order of the stored frames (``"bgr"`` is swapped to RGB on read).
     """
 
     path: Path
     pattern: str = EPISODE_GLOB
-    color_order: ColorOrder = "rgb"
+    channel_order: ChannelOrder = "rgb"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
-        if self.color_order not in _COLOR_ORDERS:
-            raise ValueError(f"color_order={self.color_order!r} must be one of {list(_COLOR_ORDERS)}")
+        if self.channel_order not in _CHANNEL_ORDERS:
+            raise ValueError(f"channel_order={self.channel_order!r} must be one of {list(_CHANNEL_ORDERS)}")
 
     def files(self) -> list[Path]:
         if self.path.is_file():
@@ -131,7 +131,7 @@ class EpisodeInfo:
     frame_shape: tuple[int, int, int]
     instruction: str
     scenario: str
-    color_order: ColorOrder
+    channel_order: ChannelOrder
     actions: np.ndarray
     """float32 (T, 3) as stored (not clamped)."""
 
@@ -197,13 +197,13 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
 def _as_sources(
     sources: str | os.PathLike[str] | EpisodeSource | Sequence[str | os.PathLike[str] | EpisodeSource],
     pattern: str,
-    color_order: ColorOrder,
+    channel_order: ChannelOrder,
 ) -> list[EpisodeSource]:
     if isinstance(sources, str | os.PathLike | EpisodeSource):
         sources = [sources]
     result = []
     for s in sources:
-        result.append(s if isinstance(s, EpisodeSource) else EpisodeSource(Path(s), pattern, color_order))
+        result.append(s if isinstance(s, EpisodeSource) else EpisodeSource(Path(s), pattern, channel_order))
     return result
 
 
@@ -220,7 +220,7 @@ class EpisodeWindowDataset(Dataset):
         fwd_pred_next_n: actions per frame's chunk (10).
         image_size: resize every frame to (image_size, image_size); None keeps the stored size.
         pattern: glob for folders given as plain paths.
-        color_order: stored channel order for sources given as plain paths.
+        channel_order: stored channel order for sources given as plain paths.
         mirror: ``"none"``, ``"random"`` (with ``mirror_prob``) or ``"double"``.
         mirror_prob: probability of a mirrored sample when ``mirror="random"``.
         cache: ``"auto"`` (episodes up to ``cache_max_episode_bytes``), ``"all"`` or ``"none"``.
@@ -252,7 +252,7 @@ class EpisodeWindowDataset(Dataset):
         fwd_pred_next_n: int = 10,
         image_size: int | None = None,
         pattern: str = EPISODE_GLOB,
-        color_order: ColorOrder = "rgb",
+        channel_order: ChannelOrder = "rgb",
         mirror: MirrorMode = "none",
         mirror_prob: float = 0.5,
         cache: CacheMode = "auto",
@@ -289,11 +289,11 @@ class EpisodeWindowDataset(Dataset):
         self.subset = subset
         self.split = split
 
-        self.sources = _as_sources(sources, pattern, color_order)
-        color_of: dict[Path, ColorOrder] = {}
+        self.sources = _as_sources(sources, pattern, channel_order)
+        color_of: dict[Path, ChannelOrder] = {}
         for source in self.sources:
             for p in source.files():
-                color_of[p] = source.color_order
+                color_of[p] = source.channel_order
         if not color_of:
             where = ", ".join(
                 f"{s.path}/{s.pattern}" if s.path.is_dir() else str(s.path) for s in self.sources
@@ -317,7 +317,7 @@ class EpisodeWindowDataset(Dataset):
                     frame_shape=tuple(ep.image_shape[1:]),  # type: ignore[arg-type]
                     instruction=ep.instruction,
                     scenario=scenario_of(p),
-                    color_order=color_of[p],
+                    channel_order=color_of[p],
                     actions=ep.actions,
                 )
             )
@@ -409,8 +409,8 @@ class EpisodeWindowDataset(Dataset):
             "mirrored": mirrored,
         }
 
-    def _prepare(self, frames: np.ndarray, color_order: ColorOrder) -> np.ndarray:
-        if color_order == "bgr":
+    def _prepare(self, frames: np.ndarray, channel_order: ChannelOrder) -> np.ndarray:
+        if channel_order == "bgr":
             frames = frames[..., ::-1]
         if self.image_size is not None:
             frames = resize_frames(frames, self.image_size)
@@ -434,11 +434,11 @@ class EpisodeWindowDataset(Dataset):
             and self._cache_bytes + size <= self.cache_max_total_bytes
         )
         if cacheable:
-            frames = self._prepare(read_frames(info.path, 0, info.num_frames), info.color_order)
+            frames = self._prepare(read_frames(info.path, 0, info.num_frames), info.channel_order)
             self._cache[ep_index] = frames
             self._cache_bytes += frames.nbytes
             return frames[start:stop]
-        return self._prepare(read_frames(info.path, start, stop), info.color_order)
+        return self._prepare(read_frames(info.path, start, stop), info.channel_order)
 
 
 def train_val_datasets(

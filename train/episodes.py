@@ -40,7 +40,7 @@ Facts learned from the public code that a reader of these files must know:
   ``"day"`` from their lighting.
 - Colour: the collector saved frames straight from a ``bgr8`` image, so real ``images`` are BGR
   although the training code treats them as RGB. This module stores and returns arrays as given;
-  channel order is a reader's setting (``train.dataset``'s ``color_order``).
+  channel order is a reader's setting (``train.dataset``'s ``channel_order``).
 """
 
 from __future__ import annotations

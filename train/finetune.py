@@ -38,7 +38,7 @@ class DataSpec:
     """One episode folder and how its frames are stored (``"bgr"`` for raw real recordings)."""
 
     path: Path
-    color_order: str = "rgb"
+    channel_order: str = "rgb"
 
     @classmethod
     def parse(cls, text: str) -> DataSpec:
@@ -69,8 +69,10 @@ class FinetuneConfig:
                     f"--data {spec.path}: no such folder; generate sim episodes with "
                     "`python -m train.generate --episodes N --out DIR`"
                 )
-            if spec.color_order not in ("rgb", "bgr"):
-                raise UsageError(f"--data {spec.path}: colour order {spec.color_order!r} must be rgb or bgr")
+            if spec.channel_order not in ("rgb", "bgr"):
+                raise UsageError(
+                    f"--data {spec.path}: channel order {spec.channel_order!r} must be rgb or bgr"
+                )
         if self.num_workers < 0:
             raise UsageError(f"--num-workers {self.num_workers} must be >= 0")
 
@@ -173,7 +175,7 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
 
     ds = config.dataset
     sources = [
-        EpisodeSource(s.path, ds.get("episode_pattern", "episode_*.h5"), s.color_order) for s in config.data
+        EpisodeSource(s.path, ds.get("episode_pattern", "episode_*.h5"), s.channel_order) for s in config.data
     ]
     try:
         train_set, val_set = train_val_datasets(
@@ -196,7 +198,7 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
         cfg["mvla_sim"]["recipe"] = DEFAULT_RECIPE.to_dict()
         config.notes.append(f"no recipe in the config: training with {DEFAULT_RECIPE.to_dict()}")
     cfg["mvla_sim"]["data_sources"] = [
-        {"path": str(s.path), "color_order": s.color_order} for s in config.data
+        {"path": str(s.path), "channel_order": s.channel_order} for s in config.data
     ]
     cfg["mvla_sim"]["episodes"] = {"train": len(train_set.episodes), "val": len(val_set.episodes)}
     write_json_atomic(run_dir / "config.json", cfg)

@@ -97,10 +97,10 @@ def test_collate_rejects_mixed_sizes(tmp_path, write_synthetic):
         collate([item, other])
 
 
-def test_color_order_bgr_swaps_channels(tmp_path, write_synthetic):
+def test_channel_order_bgr_swaps_channels(tmp_path, write_synthetic):
     write_synthetic(tmp_path, num_frames=18)
     rgb = _dataset(tmp_path)[0]["images"]
-    bgr = EpisodeWindowDataset(EpisodeSource(tmp_path, color_order="bgr"), subset="all")[0]["images"]
+    bgr = EpisodeWindowDataset(EpisodeSource(tmp_path, channel_order="bgr"), subset="all")[0]["images"]
     torch.testing.assert_close(bgr, rgb.flip(-1))
 
 
@@ -191,9 +191,9 @@ def test_mixed_sources_and_pattern(tmp_path, write_synthetic):
     write_synthetic(real, num_frames=18, index=0)
     write_synthetic(sim, num_frames=18, index=1)
     write_synthetic(sim, num_frames=18, index=2, side="right")
-    ds = EpisodeWindowDataset([EpisodeSource(real, color_order="bgr"), sim], subset="all")
+    ds = EpisodeWindowDataset([EpisodeSource(real, channel_order="bgr"), sim], subset="all")
     assert len(ds.episodes) == 3
-    assert {e.color_order for e in ds.episodes} == {"bgr", "rgb"}
+    assert {e.channel_order for e in ds.episodes} == {"bgr", "rgb"}
     only = EpisodeWindowDataset(sim, subset="all", pattern="*_right_*.h5")
     assert len(only.episodes) == 1
 
@@ -203,8 +203,8 @@ def test_bad_settings_and_empty_folders(tmp_path):
         EpisodeWindowDataset(tmp_path, subset="all")
     with pytest.raises(ValueError, match="mirror='flip'"):
         EpisodeWindowDataset(tmp_path, mirror="flip")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="color_order='grb'"):
-        EpisodeSource(tmp_path, color_order="grb")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="channel_order='grb'"):
+        EpisodeSource(tmp_path, channel_order="grb")  # type: ignore[arg-type]
 
 
 def test_every_step_windows_match_what_the_deployed_policy_sees(tmp_path, write_synthetic):
