@@ -144,3 +144,14 @@ def test_a_wrapper_that_ignores_what_was_trained_fails(policies_as_trained):
     wrong_era = VLAPolicy.from_checkpoint(_checkpoint("lstm_decoder"), "as_trained", era="file_instruction")
     got = wrong_era.trace(_frames(), INSTRUCTION)["chunks"]
     assert np.abs(got - _reference("lstm_decoder")["as_trained_chunks"]).max() > 10 * TOLERANCE
+
+
+def test_fork_layout_hides_the_instruction_words(policies_as_trained):
+    """The fork writes the 64 image features over the first 64 positions, where the whole prompt
+    lies: instructions of equal token count give identical outputs; only the count matters."""
+    policy = policies_as_trained["mobile_vla_lstm"]
+    left = policy.trace(_frames(), INSTRUCTION)["chunks"]
+    right = policy.trace(_frames(), INSTRUCTION.replace("left", "right"))["chunks"]
+    assert np.array_equal(left, right)
+    shorter = policy.trace(_frames(), INSTRUCTION.replace(" on the left", ""))["chunks"]
+    assert np.abs(shorter - left).max() > 10 * TOLERANCE
