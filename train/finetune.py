@@ -56,6 +56,8 @@ class FinetuneConfig:
     run_dir: Path | None = None
     num_workers: int = 0
     limit_train_batches: float | int | None = None
+    save_top_k: int = 3
+    """Checkpoints kept by val_loss (the real runs: 3; -1 keeps every epoch)."""
     init_seed: int | None = None
     progress: bool = True
     notes: list[str] = field(default_factory=list)
@@ -75,6 +77,8 @@ class FinetuneConfig:
                 )
         if self.num_workers < 0:
             raise UsageError(f"--num-workers {self.num_workers} must be >= 0")
+        if self.save_top_k < -1 or self.save_top_k == 0:
+            raise UsageError(f"--save-top-k {self.save_top_k} must be -1 (every epoch) or >= 1")
 
     @property
     def dataset(self) -> dict[str, Any]:
@@ -221,7 +225,7 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
         dirpath=run_dir,
         monitor="val_loss",
         mode="min",
-        save_top_k=3,
+        save_top_k=config.save_top_k,
         save_last=True,
         every_n_epochs=1,
         filename=CHECKPOINT_FILENAME,
@@ -322,6 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--limit-train-batches", type=float, help="fraction (or number, if >1) of train batches per epoch"
     )
+    parser.add_argument(
+        "--save-top-k",
+        type=int,
+        default=3,
+        help="checkpoints kept by val_loss, besides last.ckpt (default 3, as the real runs; -1 keeps every epoch)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -361,6 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_dir=args.run_dir,
             num_workers=args.num_workers,
             limit_train_batches=limit,
+            save_top_k=args.save_top_k,
             progress=not args.quiet,
         )
         result = run(config)
