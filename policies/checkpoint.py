@@ -24,6 +24,7 @@ from policies.checkpoint_io import (
     CheckpointError,
     config_from_checkpoint,
     extract_state_dict,
+    one_line,
     read_checkpoint,
     save_checkpoint,
 )
@@ -135,7 +136,13 @@ def load_model(
 
     if report.missing_frozen:
         # LoRA-only checkpoint: the frozen weights come from the pretrained Kosmos-2 folder
-        model = MobileVLAModel.build(config, seed=config.seed, load_backbone_weights=True)
+        try:
+            model = MobileVLAModel.build(config, seed=config.seed, load_backbone_weights=True)
+        except OSError as exc:
+            raise CheckpointError(
+                f"{path_str}: {len(report.missing_frozen)} frozen backbone weights are not in the checkpoint and "
+                f"the Kosmos-2 folder {config.backbone} has no weights to fill them ({one_line(exc)})"
+            ) from None
     else:
         # Full checkpoint: the structure with parameters on the meta device (no random init, no
         # second copy of the backbone), then each parameter gets its checkpoint tensor.

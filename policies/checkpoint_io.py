@@ -21,7 +21,6 @@ from typing import Any
 import torch
 
 from policies.checkpoint_keys import LIGHTNING_PREFIX, strip_lightning_prefix
-from policies.robovlms_config import KOSMOS2_DIR_ENV
 from policies.vla_config import ConfigError, VLAConfig
 
 logger = logging.getLogger(__name__)
@@ -145,9 +144,8 @@ def config_from_checkpoint(
     A relative backbone path (``.vlms/kosmos-2-patch14-224``, or a hub id mapped there) is
     resolved against ``config_root``, else the first existing of: the current folder and the
     training repository above the checkpoint's ``runs/``. ``backbone_dir`` (or
-    ``$MVLA_KOSMOS2_DIR``) replaces it.
+    ``$MVLA_KOSMOS2_DIR``, except for a run of a preset backbone) replaces it.
     """
-    backbone_dir = backbone_dir or os.environ.get(KOSMOS2_DIR_ENV) or None
     try:
         config = VLAConfig.from_robovlms(
             raw_config(ckpt, path, config_path), config_root=config_root, backbone_dir=backbone_dir

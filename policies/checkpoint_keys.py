@@ -58,6 +58,9 @@ TIED_KEYS: dict[str, str] = {
 
 _LORA_RE = re.compile(r"\.lora_[AB]\.")
 
+BUFFER_KEYS = frozenset({"act_head.class_weights_tensor"})
+"""Head buffers (not parameters): loaded, but not counted as parameters."""
+
 
 def canonical_key(key: str) -> tuple[str, str]:
     """Map a model-level key (no Lightning prefix) to (canonical ``backbone.<path>`` name, form)."""
@@ -289,7 +292,7 @@ def count_parameters(shapes: dict[str, tuple[int, ...]], freeze_backbone: bool =
     seen: dict[str, int] = {}
     for key, shape in shapes.items():
         canon, form = canonical_key(key)
-        if form == FORM_KNOWN_UNUSED:
+        if form == FORM_KNOWN_UNUSED or canon in BUFFER_KEYS:
             continue
         n = 1
         for d in shape:

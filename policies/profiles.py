@@ -373,7 +373,10 @@ def resolve(
     if unknown:
         raise TypeError(f"unknown policy settings {unknown}; valid: {sorted(names - {'profile'})}")
     decision = decide_era(config, checkpoint, overrides.get("era"))
-    recipe = config.recipe or next(e for e in ERAS if e.name == decision.era).recipe()
+    if decision.era is not None and (config.recipe is None or decision.source == "explicit"):
+        recipe = next(e for e in ERAS if e.name == decision.era).recipe()  # an explicit era= wins
+    else:
+        recipe = config.recipe
     warnings = list(decision.warnings)
     decode = "classification" if config.is_classification else "regression"
 
@@ -432,6 +435,10 @@ def resolve(
         )
     setting_overrides = {k: v for k, v in overrides.items() if k not in _NON_SETTING_OVERRIDES}
     settings = dataclasses.replace(base, **setting_overrides)
+    if settings.execute_steps > config.fwd_pred_next_n:
+        raise ProfileError(
+            f"execute_steps {settings.execute_steps} exceeds the chunk the head predicts ({config.fwd_pred_next_n})"
+        )
     if config.is_classification and settings.decode == "regression":
         warnings.append("classification logits decoded as a regression (the first two logits x 1.15)")
     if not config.is_classification and settings.decode == "classification":

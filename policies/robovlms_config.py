@@ -212,6 +212,20 @@ def parse(
         ConfigError: a malformed or inconsistent value.
     """
     cfg, _ = _as_dict(config)
+    try:
+        return _parse(cfg, backbone_dir=backbone_dir, config_root=config_root)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise ConfigError(f"RoboVLMs config has a malformed value: {type(exc).__name__}: {exc}") from None
+
+
+def _parse(
+    cfg: dict[str, Any],
+    *,
+    backbone_dir: str | os.PathLike[str] | None,
+    config_root: str | os.PathLike[str] | None,
+) -> VLAConfig:
     notes: list[str] = []
 
     model_name = cfg.get("model") or (cfg.get("vlm") or {}).get("name")
@@ -318,6 +332,8 @@ def parse(
 
     train_setup = cfg.get("train_setup") or {}
     targets = train_setup.get("lora_target_modules")
+    if isinstance(targets, str):
+        targets = [targets]
     lora_enable = train_setup.get("lora_enable")
     if lora_enable is None:
         notes.append("train_setup.lora_enable absent: no LoRA (the fork requires the key)")
@@ -458,6 +474,7 @@ def to_robovlms(config: VLAConfig) -> dict[str, Any]:
     out.update(
         {
             "robovlm_name": "RoboKosMos",
+            "parent": None,
             "model": "kosmos",
             "exp_name": t.exp_name,
             "task_name": t.task_name,
