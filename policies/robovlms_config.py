@@ -95,11 +95,20 @@ def load_config_file(path: str | os.PathLike[str], _chain: tuple[Path, ...] = ()
     merged: dict[str, Any] = {}
     parent = raw.get("parent")
     if parent:
+        # RoboVLMs opens it as given (relative to the folder training ran in): beside this file,
+        # the current folder, any folder above this file (the training repo's root), and, for an
+        # absolute path of the training machine, the same file name beside this one.
         candidates = [p.parent / parent, Path(parent)]
+        if not Path(parent).is_absolute():
+            candidates += [ancestor / parent for ancestor in p.resolve().parents]
+        candidates.append(p.parent / Path(parent).name)
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
-            tried = ", ".join(str(c) for c in candidates)
-            raise ConfigError(f"config {str(p)!r}: its parent {parent!r} was not found (looked at {tried})")
+            tried = ", ".join(str(c) for c in candidates[:2])
+            raise ConfigError(
+                f"config {str(p)!r}: its parent {parent!r} was not found (looked at {tried}, in the folders above "
+                f"the file and for {Path(parent).name!r} beside it)"
+            )
         merged = load_config_file(found, (*_chain, p.resolve()))
     return _deep_update(merged, raw)
 
@@ -230,13 +239,18 @@ def _parse(
 
     model_name = cfg.get("model") or (cfg.get("vlm") or {}).get("name")
     robovlm_name = cfg.get("robovlm_name")
-    if model_name == "paligemma" or robovlm_name == "RoboPaligemma":
+    if any("paligemma" in str(v).lower() for v in (model_name, robovlm_name)):
         raise UnsupportedConfigError(
-            "PaliGemma backbone (model 'paligemma'): not supported, this project reproduces the Kosmos-2 runs"
+            f"PaliGemma backbone ({'model ' + repr(model_name) if model_name else 'robovlm_name ' + repr(robovlm_name)}): "
+            "not supported, this project reproduces the Kosmos-2 runs"
         )
-    if model_name != "kosmos" or robovlm_name not in (None, "RoboKosMos"):
+    if model_name != "kosmos":
         raise UnsupportedConfigError(
-            f"backbone {model_name or robovlm_name!r}: not supported, only Kosmos-2 ('kosmos', RoboKosMos) is"
+            f"backbone {model_name or robovlm_name!r}: not supported, only Kosmos-2 (model 'kosmos') is"
+        )
+    if robovlm_name not in (None, "RoboKosMos"):
+        notes.append(
+            f"robovlm_name {robovlm_name!r} is not the fork's class; model 'kosmos': RoboKosMos assumed"
         )
     head = cfg.get("act_head")
     if not isinstance(head, dict):
@@ -259,7 +273,8 @@ def _parse(
     action_space = head.get("action_space", "continuous")
     if action_space not in ("continuous", "discrete") or (action_space == "discrete" and not classification):
         raise UnsupportedConfigError(
-            f"act_head.action_space {action_space!r}: token-discretized actions are not supported"
+            f"act_head.action_space {action_space!r} with {head_type}: the fork then predicts discretized action "
+            "tokens with the language model's head (RoboVLMs' discrete path), which is not supported"
         )
     if cfg.get("fwd_head") not in (None, {}):
         raise UnsupportedConfigError("fwd_head (forward image prediction head): not supported")

@@ -106,9 +106,12 @@ def decode_jpeg(data: bytes) -> np.ndarray:
     """
     try:
         with Image.open(io.BytesIO(data)) as img:
-            return np.asarray(img.convert("RGB"))
+            return np.array(img.convert("RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise FrameDecodeError(f"image payload is not a decodable image ({exc})") from exc
+        reason = type(exc).__name__ if "BytesIO" in str(exc) else str(exc)
+        raise FrameDecodeError(
+            f"image payload is not a decodable image ({reason}, {len(data)} bytes)"
+        ) from None
 
 
 def to_base64(data: bytes) -> str:

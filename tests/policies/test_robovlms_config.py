@@ -127,6 +127,35 @@ def test_parent_falls_back_to_the_current_folder(tmp_path, monkeypatch):
     assert parse(child).window_size == 6
 
 
+def test_parent_relative_to_the_training_repo_root_is_found_from_a_subfolder(tmp_path, monkeypatch):
+    """The team's configs/v3 children name 'configs/<parent>.json', relative to their repo root."""
+    _write(tmp_path / "repo" / "configs" / "base.json", reference_config())
+    child = _write(
+        tmp_path / "repo" / "configs" / "child.json", {"parent": "configs/base.json", "window_size": 4}
+    )
+    monkeypatch.chdir(tmp_path)  # not the repo root
+    assert parse(child).window_size == 4
+
+
+def test_parent_named_by_the_training_machine_absolute_path_is_found_beside_the_file(tmp_path):
+    _write(tmp_path / "configs" / "base.json", reference_config())
+    child = _write(
+        tmp_path / "configs" / "child.json",
+        {"parent": "/home/someone/vla/Mobile_VLA/configs/base.json", "window_size": 12},
+    )
+    assert parse(child).window_size == 12
+
+
+def test_unknown_robovlm_name_with_a_kosmos_model_is_noted_not_refused():
+    cfg = reference_config()
+    cfg["robovlm_name"] = "RoboVLM-Nav"
+    parsed = parse(cfg)
+    assert parsed.head_type == "LSTMDecoder" and any("RoboVLM-Nav" in n for n in parsed.notes)
+    cfg["robovlm_name"] = "RoboPaliGemma"
+    with pytest.raises(UnsupportedConfigError, match="PaliGemma"):
+        parse(cfg)
+
+
 def test_a_written_config_is_merged_and_self_contained(tmp_path):
     """What ``to_robovlms`` writes (into a checkpoint, or beside a run) holds the merged chain: it
     must not name the parent again, which would be looked up wherever the file now lives."""
