@@ -212,10 +212,13 @@ class HTTPPolicy:
                 f"server {self.url}: POST /reset failed ({_fault_from_exception(exc, self.timeout_s)})"
             ) from exc
         if response.status_code in (401, 403):
-            how = f"the key in {API_KEY_ENV}" if self.api_key else f"no key: set {API_KEY_ENV}"
+            fix = (
+                f"the key sent ({API_KEY_ENV} or --policy-option api_key) is not the server's"
+                if self.api_key
+                else f"no key was sent: set {API_KEY_ENV}"
+            )
             raise PreflightError(
-                f"server {self.url} refused the API key (HTTP {response.status_code} {_detail(response)}); "
-                f"sent {how}, or --policy-option api_key=..."
+                f"server {self.url} refused the API key (HTTP {response.status_code} {_detail(response)}); {fix}"
             )
         if response.status_code != 200:
             raise PreflightError(
