@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from eval.config import HTTP_OPTION_NAMES, UsageError, redact
@@ -153,10 +153,6 @@ def build_policy(spec: PolicySpec, env: Any, seed: int) -> Any:
     if unknown:
         raise UsageError(f"{spec.id}: unknown server option(s) {unknown}; use {', '.join(HTTP_OPTION_NAMES)}")
     return HTTPPolicy(spec.name, **spec.options)
-
-
-def with_options(spec: PolicySpec, **options: Any) -> PolicySpec:
-    return replace(spec, options={**spec.options, **options})
 
 
 __all__ = [

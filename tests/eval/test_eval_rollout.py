@@ -168,6 +168,13 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path: Path, capsys) -> None:
         ["--policy", "straight", "--episodes", "0"],
         ["--policy", "straight", "--policy-option", "no_equals_sign"],
         ["--policy", "nope"],
+        ["--ckpt", "top3", "--profile", "as_imagined"],
+        ["--ckpt", "top3", "--profile", "as_trained,as_trained"],
+        ["--ckpt", "top3", "--policy-option", "profile=as_deployed"],
+        ["--policy", "http://127.0.0.1:notaport"],
+        ["--policy", "http://127.0.0.1:1", "--policy-option", "device=cuda"],
+        ["--policy", "http://127.0.0.1:1", "--policy-option", "timeout_s=-1"],
+        ["--policy", "straight", "--max-server-faults", "0"],
     ):
         assert main([*argv, "--out", str(tmp_path / "o")]) == 2, argv
         err = capsys.readouterr().err.strip()
@@ -179,6 +186,15 @@ def test_cli_help_explains_the_episode_count(capsys) -> None:
         main(["--help"])
     text = capsys.readouterr().out
     assert "--quick" in text and "Wilson" in text and "+/-0.13" in text
+    assert "http://HOST:PORT" in text and "VLA_API_KEY" in text and "as_deployed" in text
+
+
+def test_profiles_listed_for_the_cli_are_the_policys() -> None:
+    pytest.importorskip("torch")
+    from eval.config import PROFILES
+    from policies.vla_policy import PROFILES as POLICY_PROFILES
+
+    assert PROFILES == tuple(POLICY_PROFILES)
 
 
 @needs_sim
