@@ -398,12 +398,17 @@ def _ms3(block: dict[str, Any]) -> str:
 
 def format_table(summary: dict[str, Any]) -> str:
     """A plain-text table per policy and condition, then the recommendation (for the terminal)."""
-    header = f"{'policy':<26} {'condition':<22} {'n':>4} {'success':>7} {'95% CI':>13} {'SPL':>5} {'coll':>5} {'wrong':>5} {'t/o':>5} {'p95 ms':>7}"
+
+    def label_of(p: dict[str, Any]) -> str:
+        return p["policy_id"] + (f" ({p['val_loss']:.3f})" if p.get("val_loss") is not None else "")
+
+    w = max([26, *(len(label_of(p)) for p in summary["policies"])])
+    header = f"{'policy':<{w}} {'condition':<22} {'n':>4} {'success':>7} {'95% CI':>13} {'SPL':>5} {'coll':>5} {'wrong':>5} {'t/o':>5} {'p95 ms':>7}"
     lines = [header, "-" * len(header)]
     for p in summary["policies"]:
-        label = p["policy_id"] + (f" ({p['val_loss']:.3f})" if p.get("val_loss") is not None else "")
+        label = label_of(p)
         if p["status"] != "ok":
-            lines.append(f"{label:<26} {p['status']}: {p['reason']}")
+            lines.append(f"{label:<{w}} {p['status']}: {p['reason']}")
             continue
         rows = [("all", p["overall"])] + list(p["by_cell"].items())
         for i, (cond, a) in enumerate(rows):
@@ -411,7 +416,7 @@ def format_table(summary: dict[str, Any]) -> str:
             spl = "  n/a" if a["spl_mean"] is None else f"{a['spl_mean']:5.2f}"
             p95 = a["latency_ms"]["p95"]
             lines.append(
-                f"{label if i == 0 else '':<26} {cond:<22} {a['n']:>4} {_pct(a['success_rate']):>7} {ci:>13} "
+                f"{label if i == 0 else '':<{w}} {cond:<22} {a['n']:>4} {_pct(a['success_rate']):>7} {ci:>13} "
                 f"{spl:>5} {_pct(a['collision_rate']):>5} {_pct(a['wrong_side_rate']):>5} {_pct(a['timeout_rate']):>5} "
                 f"{('n/a' if p95 is None else f'{p95:.1f}'):>7}"
             )
