@@ -59,22 +59,22 @@ class Served:
 
     def __init__(self, sleep_s: float = 0.0) -> None:
         self.down = False
-        self.fail_at_act: int | None = None
-        self.slow_at_act: int | None = None
-        self.acts = 0
+        self.fail_in_episode: int | None = None  # fails at step 3 of that episode (1 = the first)
+        self.slow_in_episode: int | None = None  # sleeps 0.6 s at step 3 of that episode
+        self.episodes = 0
         self.sleep_s = sleep_s
         self.t = 0
 
     def reset(self, instruction: str) -> None:
         self.t = 0
+        self.episodes += 1
         self.side = 1.0 if "left" in instruction else -1.0
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
-        self.acts += 1
         time.sleep(self.sleep_s)
-        if self.down or self.acts == self.fail_at_act:
+        if self.down or (self.episodes == self.fail_in_episode and self.t == 2):
             raise RuntimeError("CUDA out of memory")
-        if self.acts == self.slow_at_act:
+        if self.episodes == self.slow_in_episode and self.t == 2:
             time.sleep(0.6)
         self.t += 1
         return np.array([1.15, self.side * 1.15 if 4 <= self.t <= 9 else 0.0], np.float32)
@@ -139,7 +139,8 @@ def test_preflight_errors_are_one_line_and_start_nothing(tmp_path: Path, monkeyp
 
 def test_isolated_fault_and_timeout_are_recorded_failures(tmp_path: Path) -> None:
     served = Served()
-    served.fail_at_act, served.slow_at_act = 20, 40  # an episode has 17 steps
+    # a 500 in the 2nd episode, a timeout in the last one (so that no request queues behind it)
+    served.fail_in_episode, served.slow_in_episode = 2, 6
     with running_server(create_app(PolicyServer(served, "served"), KEY)) as url:
         cfg = config(tmp_path, baselines=[url], episodes=3, policy_options={"api_key": KEY, "timeout_s": 0.3})
         out = run_rollout(cfg, progress=False)
@@ -189,7 +190,7 @@ def test_one_episode_at_a_time_per_url_whatever_the_workers(tmp_path: Path) -> N
 
 
 def test_checkpoints_under_both_profiles_side_by_side(tmp_path: Path, tiny_vla_ckpt: Path) -> None:
-    cfg = config(tmp_path, ckpt=[str(tiny_vla_ckpt)], profiles=("as_trained", "as_deployed"), episodes=2)
+    cfg = config(tmp_path, ckpt=[str(tiny_vla_ckpt)], profiles=("as_trained", "as_deployed"), episodes=1)
     out = run_rollout(cfg, progress=False)
     summary = json.loads((out / "summary.json").read_text())
     ids = [p["policy_id"] for p in summary["policies"]]
@@ -197,7 +198,7 @@ def test_checkpoints_under_both_profiles_side_by_side(tmp_path: Path, tiny_vla_c
     assert [p["profile"] for p in summary["policies"]] == ["as_trained", "as_deployed"]
     assert [p["settings"]["profile"] for p in summary["policies"]] == ["as_trained", "as_deployed"]
     (row,) = summary["profile_comparisons"]
-    assert (row["profile_a"], row["profile_b"], row["n_pairs"]) == ("as_trained", "as_deployed", 4)
+    assert (row["profile_a"], row["profile_b"], row["n_pairs"]) == ("as_trained", "as_deployed", 2)
     assert {"difference", "a_only", "b_only", "pvalue", "pvalue_holm"} <= set(row)
     assert summary["recommendation"]["policy_id"] == "epoch04-val0.071"  # ranked under the first profile
     records = rec.read_records(out / "episodes.jsonl")
