@@ -123,7 +123,7 @@ class HTTPPolicy:
             raise ValueError(f"timeout_s {timeout_s!r}: must be a number of seconds > 0")
         if not (isinstance(retries, int) and retries >= 0):
             raise ValueError(f"retries {retries!r}: must be an integer >= 0")
-        self.api_key = api_key or None
+        self.api_key = str(api_key) if api_key not in (None, "") else None  # a numeric key parses as int
         self.strategy = strategy
         self.timeout_s = float(timeout_s)
         self.retries = retries
