@@ -36,6 +36,10 @@ from policies.protocol import (
 )
 from policies.transport import JPEG_QUALITY, client_payload_image
 
+PREFLIGHT_TIMEOUT_S: tuple[float, float] = (5.0, 120.0)
+"""(connect, read) timeouts (s) of the pre-flight requests: the team's server loads its model on the
+first ``/reset`` or ``/predict``, which takes far longer than a control step."""
+
 OPTION_NAMES: tuple[str, ...] = ("api_key", "strategy", "timeout_s", "retries", "keep_alive")
 """Keyword options of :class:`HTTPPolicy` (``--policy-option KEY=VALUE`` in ``eval.rollout``)."""
 
@@ -136,10 +140,14 @@ class HTTPPolicy:
         self.resent = 0
 
     # ---------------------------------------------------------------- transport
-    def _request(self, method: str, route: str, payload: dict[str, Any] | None = None) -> requests.Response:
+    def _request(
+        self, method: str, route: str, payload: dict[str, Any] | None = None, timeout: Any = None
+    ) -> requests.Response:
         headers = {API_KEY_HEADER: self.api_key} if self.api_key else {}
         send = self._session.request if self._session is not None else requests.request
-        return send(method, self.url + route, json=payload, headers=headers, timeout=self.timeout_s)
+        return send(
+            method, self.url + route, json=payload, headers=headers, timeout=timeout or self.timeout_s
+        )
 
     def _call(self, method: str, route: str, payload: dict[str, Any] | None = None) -> tuple[dict, float]:
         """One request (resent up to ``retries`` times on a fault); (JSON answer, round trip ms)."""
@@ -173,9 +181,9 @@ class HTTPPolicy:
     def get_health(self) -> dict[str, Any]:
         """``GET /health`` as a dict; :class:`PreflightError` when unreachable or malformed."""
         try:
-            response = self._request("GET", "/health")
+            response = self._request("GET", "/health", timeout=PREFLIGHT_TIMEOUT_S)
         except requests.RequestException as exc:
-            fault = _fault_from_exception(exc, self.timeout_s)
+            fault = _fault_from_exception(exc, PREFLIGHT_TIMEOUT_S[1])
             raise PreflightError(
                 f"server {self.url} is unreachable ({fault}); start it or fix the URL"
             ) from exc
@@ -197,8 +205,9 @@ class HTTPPolicy:
     def check(self) -> dict[str, Any]:
         """Pre-flight: ``GET /health``, then an authenticated ``POST /reset``; returns the health answer.
 
-        The team's server loads its model on the first ``/reset`` or ``/predict``, so a
-        ``model_loaded: false`` before the reset is checked again after it.
+        The team's server loads its model on the first ``/reset`` or ``/predict``, so these
+        requests wait up to :data:`PREFLIGHT_TIMEOUT_S`, and a ``model_loaded: false`` before the
+        reset is checked again after it.
 
         Raises:
             PreflightError: unreachable server, wrong key (403), ``model_loaded: false``, or a
@@ -206,10 +215,10 @@ class HTTPPolicy:
         """
         health = self.get_health()
         try:
-            response = self._request("POST", "/reset")
+            response = self._request("POST", "/reset", timeout=PREFLIGHT_TIMEOUT_S)
         except requests.RequestException as exc:
             raise PreflightError(
-                f"server {self.url}: POST /reset failed ({_fault_from_exception(exc, self.timeout_s)})"
+                f"server {self.url}: POST /reset failed ({_fault_from_exception(exc, PREFLIGHT_TIMEOUT_S[1])})"
             ) from exc
         if response.status_code in (401, 403):
             fix = (
