@@ -28,6 +28,7 @@ bench: install
 	$(PYTHON) benchmarks/bench_env.py
 	$(PYTHON) benchmarks/bench_vla_cache.py
 	$(PYTHON) benchmarks/bench_rollout.py
+	$(PYTHON) benchmarks/bench_serve.py
 
 reference: install  ## retrain the bundled reference run (see README)
 	bash scripts/train_reference.sh

@@ -26,23 +26,30 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from eval.rollout import RolloutConfig, baseline_spec, execute_tasks, plan_episodes  # noqa: E402
+from eval.config import RolloutConfig  # noqa: E402
+from eval.policy_factory import PolicySpec, checkpoint_specs, other_spec  # noqa: E402
+from eval.records import EpisodeRecord  # noqa: E402
+from eval.rollout import plan_episodes  # noqa: E402
 from eval.select import REFERENCE_RUN_DIR, resolve_checkpoints  # noqa: E402
+from eval.workers import execute_tasks  # noqa: E402
 
 GOAL_SPEEDUP = 1.6
 
 
-def policy_spec(args: argparse.Namespace) -> dict:
+def policy_spec(args: argparse.Namespace) -> PolicySpec:
     if args.ckpt:
-        return resolve_checkpoints([args.ckpt], Path("runs")).choices[0].spec()
+        return checkpoint_specs(
+            resolve_checkpoints([args.ckpt], Path("runs")).choices[0], ("as_trained",), {}
+        )[0]
     if args.policy:
-        return baseline_spec(args.policy)
+        return other_spec(args.policy)
     if any(REFERENCE_RUN_DIR.glob("*.ckpt")):
-        return resolve_checkpoints(["top1"], REFERENCE_RUN_DIR, runs_explicit=True).choices[0].spec()
-    return baseline_spec("expert")
+        choice = resolve_checkpoints(["top1"], REFERENCE_RUN_DIR, runs_explicit=True).choices[0]
+        return checkpoint_specs(choice, ("as_trained",), {})[0]
+    return other_spec("expert")
 
 
-def run(spec: dict, workers: int, args: argparse.Namespace) -> tuple[float, list[dict]]:
+def run(spec: PolicySpec, workers: int, args: argparse.Namespace) -> tuple[float, list[dict]]:
     with tempfile.TemporaryDirectory() as tmp:
         config = RolloutConfig(
             ckpt=[],
@@ -58,12 +65,12 @@ def run(spec: dict, workers: int, args: argparse.Namespace) -> tuple[float, list
         )
         tasks, _ = plan_episodes([spec], config, set(), Path(tmp) / "videos")
         t0 = time.perf_counter()
-        records = list(execute_tasks(tasks, config, spec["kind"] == "checkpoint", progress=False))
+        results = list(execute_tasks(tasks, config, spec.kind == "checkpoint", progress=False))
         wall = time.perf_counter() - t0
-    errors = [r for r in records if "error" in r]
+    errors = [r for r in results if not isinstance(r, EpisodeRecord)]
     if errors:
-        raise SystemExit(f"error: {len(errors)} episodes failed: {errors[0]['error']}")
-    return wall, records
+        raise SystemExit(f"error: {len(errors)} episodes failed: {errors[0].error}")
+    return wall, [r.to_dict() for r in results]
 
 
 def main() -> int:
@@ -83,7 +90,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
 
     spec = policy_spec(args)
-    print(f"policy: {spec['id']} ({spec['kind']}), {2 * args.episodes} episodes, cpu_count={os.cpu_count()}")
+    print(f"policy: {spec.id} ({spec.kind}), {2 * args.episodes} episodes, cpu_count={os.cpu_count()}")
     results = {}
     for workers in (1, 2):
         wall, records = run(spec, workers, args)
@@ -116,7 +123,7 @@ def main() -> int:
     print(f"speed-up with 2 workers: {speedup:.2f}x ({verdict} the {GOAL_SPEEDUP}x goal)")
     if args.json:
         args.json.write_text(
-            json.dumps({"policy": spec["id"], **{str(k): v for k, v in results.items()}}, indent=2)
+            json.dumps({"policy": spec.id, **{str(k): v for k, v in results.items()}}, indent=2)
         )
     return 0
 

@@ -1,16 +1,10 @@
-"""Per-episode records: the append-only ``episodes.jsonl`` and atomic JSON writes.
+"""Per-episode records: the :class:`EpisodeRecord` schema, the append-only ``episodes.jsonl``
+and atomic JSON writes.
 
 One line per finished episode, flushed and fsynced as soon as it is written, so an interrupted
 run loses nothing already finished. A rerun into the same folder reads the file back and skips
-every episode whose key ``(policy_id, cell, seed)`` is already there.
-
-Record fields (see ``eval.rollout.run_episode``): ``policy_id``, ``policy_kind``, ``checkpoint``,
-``val_loss``, ``cell``, ``side``, ``lighting``, ``distance``, ``episode_index``, ``seed``,
-``instruction``, ``success``, ``collided``, ``side_passed``, ``wrong_side``, ``spl``,
-``path_length`` (m), ``distance_to_goal`` (m), ``steps``, ``terminated``, ``truncated``,
-``failure_reason``, ``latency_ms`` {mean, p50, p95, max}, ``time_s`` {act, env_step, render,
-total}, ``video``, ``trajectory`` [[x, y], ...] (m), ``actions`` [[linear_x, linear_y], ...],
-``layout`` (scene geometry in m), ``renderer``.
+every episode whose key ``(policy_id, cell, seed)`` is already there. A line holds exactly the
+fields of :class:`EpisodeRecord` (:data:`RECORD_FIELDS`); records are read back as plain dicts.
 """
 
 from __future__ import annotations
@@ -20,6 +14,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +23,74 @@ logger = logging.getLogger(__name__)
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
-TIMING_FIELDS = ("latency_ms", "time_s")
+
+@dataclass
+class EpisodeRecord:
+    """One finished episode (one line of ``episodes.jsonl``); lengths in m, times in s or ms.
+
+    Timing dicts (``latency_ms``, ``round_trip_ms``, ``server_latency_ms``) hold ``mean``,
+    ``p50``, ``p95``, ``p99``, ``max`` and the per-step values ``steps`` (ms).
+    """
+
+    policy_id: str
+    policy_kind: str
+    """``checkpoint``, ``baseline``, ``factory`` or ``http``."""
+    checkpoint: str | None
+    profile: str | None
+    """The VLA profile of a checkpoint (``as_trained`` / ``as_deployed``); None for other policies."""
+    url: str | None
+    """The server of an ``http`` policy (never with a key)."""
+    val_loss: float | None
+    cell: str
+    side: str
+    lighting: str
+    distance: str
+    episode_index: int
+    seed: int
+    scene: str | None
+    instruction: str
+    success: bool
+    collided: bool
+    side_passed: str
+    wrong_side: bool
+    spl: float
+    path_length: float | None
+    distance_to_goal: float | None
+    bottle_in_view: bool | None
+    steps: int
+    terminated: bool
+    truncated: bool
+    timed_out: bool
+    """The horizon ran out before the goal (no collision, no wrong side)."""
+    failure_reason: str | None
+    """``<code>: <detail>``; codes: ``collision``, ``wrong_side``, ``box_not_passed``,
+    ``goal_not_reached``, ``bottle_not_in_view``, ``policy_error``, ``non_finite_action``,
+    ``invalid_action``, ``server_fault``."""
+    latency_ms: dict[str, Any]
+    """act() time per step, as the controller sees it."""
+    round_trip_ms: dict[str, Any] | None
+    """``http`` only: the client's request round trip per step."""
+    server_latency_ms: dict[str, Any] | None
+    """``http`` only: the server's own ``latency_ms`` per step."""
+    time_s: dict[str, float]
+    """Wall-clock split of the episode: ``act``, ``env_step``, ``render``, ``total``."""
+    video: str | None
+    trajectory: list[list[float] | None]
+    """Robot [x, y] (m) after reset and after every step."""
+    actions: list[list[float]]
+    """[linear_x, linear_y] of every step."""
+    layout: dict[str, Any] | None
+    """Scene geometry (m)."""
+    renderer: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(EpisodeRecord))
+"""The keys of every line of ``episodes.jsonl``, in order."""
+
+TIMING_FIELDS = ("latency_ms", "round_trip_ms", "server_latency_ms", "time_s")
 """Fields that measure wall-clock time: they differ between runs; everything else is reproducible."""
 
 
@@ -153,8 +215,10 @@ class EpisodeLog:
     def __contains__(self, key: tuple[str, str, int]) -> bool:
         return key in self.done
 
-    def append(self, record: dict[str, Any]) -> bool:
+    def append(self, record: EpisodeRecord | dict[str, Any]) -> bool:
         """Write ``record`` unless its key is already logged; returns whether it was written."""
+        if isinstance(record, EpisodeRecord):
+            record = record.to_dict()
         key = record_key(record)
         if key in self.done:
             return False

@@ -102,6 +102,8 @@ def build_sections(summary: dict[str, Any], plots: dict[str, Any], results_dir: 
     failed = [p for p in policies if p["status"] != "ok"]
     for p in failed:
         s.p(f"`{p['policy_id']}` was not evaluated ({p['status']}): {p['reason']}", "warn")
+    if summary.get("stopped"):
+        s.p(f"The run was stopped: {summary['stopped']}.", "warn")
     for err in summary.get("errors") or []:
         s.p(
             f"episode not recorded: {err.get('policy_id')} {err.get('cell')} seed {err.get('seed')}: {err.get('error')}",
@@ -175,6 +177,8 @@ def build_sections(summary: dict[str, Any], plots: dict[str, Any], results_dir: 
             ],
         )
     sections.append(s)
+
+    sections += [x for x in (_profiles_section(summary), _served_section(summary)) if x is not None]
 
     s = Section("Evening vs day")
     s.p(
@@ -274,6 +278,68 @@ def build_sections(summary: dict[str, Any], plots: dict[str, Any], results_dir: 
     s.pre("evaluation config", json.dumps(cfg, indent=2))
     sections.append(s)
     return sections
+
+
+def _ms3(block: dict[str, Any] | None) -> str:
+    if not block:
+        return "n/a"
+    return " / ".join(_num(block.get(k), 1) for k in ("p50", "p95", "p99"))
+
+
+def _profiles_section(summary: dict[str, Any]) -> Section | None:
+    """Each checkpoint under its profiles side by side (difference and exact McNemar)."""
+    rows = summary.get("profile_comparisons") or []
+    if not rows:
+        return None
+    s = Section("Profiles side by side")
+    s.p(
+        "Each checkpoint ran the same episodes under each profile: `as_trained` feeds the model what it saw "
+        "in training, `as_deployed` what the team's inference server and robot client do (JPEG transport, "
+        "server preprocessing and decode, first call zeroed). The difference is the second profile's success "
+        "rate minus the first's; only discordant episodes carry evidence (exact McNemar, Holm-adjusted)."
+    )
+    s.table(
+        ["checkpoint", "profile A", "success A", "profile B", "success B", "B - A", "A only", "B only", "p",
+         "p (Holm)", "significant"],
+        [[Path(r["checkpoint"]).name, r["profile_a"], _pct(r["success_a"]), r["profile_b"], _pct(r["success_b"]),
+          "n/a" if r["difference"] is None else f"{100 * r['difference']:+.0f} pts", r["a_only"], r["b_only"],
+          _num(r["pvalue"]), _num(r["pvalue_holm"]), "yes" if r["significant"] else "no"] for r in rows],
+    )  # fmt: skip
+    return s
+
+
+def _served_section(summary: dict[str, Any]) -> Section | None:
+    """Latency of the policies evaluated over HTTP: client round trip and the server's own time."""
+    served = [p for p in summary["policies"] if p["status"] == "ok" and p["overall"].get("round_trip_ms")]
+    if not served:
+        return None
+    budget = (summary.get("config") or {}).get("latency_budget_ms", 100)
+    s = Section("Policies served over HTTP")
+    s.p(
+        "Driven as the robot's client drives them: per episode POST /reset, per step POST /predict with the "
+        "frame resized to 224x224, JPEG quality 95, base64. Round trip = the client's request to the parsed "
+        f"answer; server = the answer's own latency_ms; act() adds the client's encoding. Budget {budget:g} ms "
+        "per step (p95)."
+    )
+    rows = []
+    for p in served:
+        o = p["overall"]
+        health = p.get("health") or {}
+        rt = o["round_trip_ms"]
+        rows.append(
+            [p["policy_id"], health.get("model_name") or "", health.get("device") or "",
+             _ms3(o["latency_ms"]), _ms3(rt), _ms3(o.get("server_latency_ms")),
+             {True: "yes", False: "NO", None: "n/a"}[rt.get("within_budget")], o.get("server_faults", 0)]
+        )  # fmt: skip
+    s.table(
+        ["server", "model_name", "device", "act() p50/p95/p99 ms", "round trip p50/p95/p99 ms",
+         "server latency_ms p50/p95/p99", "round trip p95 within budget", "server faults"],
+        rows,
+    )  # fmt: skip
+    for p in served:
+        if p.get("health"):
+            s.pre(f"/health of {p['policy_id']}", json.dumps(p["health"], indent=2))
+    return s
 
 
 def _md_cell(v: Any) -> str:

@@ -10,16 +10,10 @@ import pytest
 from eval_fakes import FakeCorridorEnv, NanPolicy, RaisingPolicy
 
 from eval import records as rec
-from eval.rollout import (
-    Cell,
-    RolloutConfig,
-    UsageError,
-    baseline_spec,
-    episode_seed,
-    main,
-    run_episode,
-    run_rollout,
-)
+from eval.config import Cell, RolloutConfig, UsageError, episode_seed
+from eval.episode import run_episode
+from eval.policy_factory import PolicySpec, other_spec
+from eval.rollout import main, run_rollout
 from eval.select import SelectionError
 
 HAS_SIM = importlib.util.find_spec("mvla_sim.env") is not None
@@ -64,7 +58,7 @@ def test_episode_seeds_are_fixed_and_shared() -> None:
 
 def test_nan_action_ends_the_episode_as_a_failure() -> None:
     env = FakeCorridorEnv("left", "day", "medium")
-    r = run_episode(env, NanPolicy(), {"id": "nan", "kind": "factory"}, CELL, 0, 7)
+    r = run_episode(env, NanPolicy(), PolicySpec("factory", "nan"), CELL, 0, 7).to_dict()
     assert r["success"] is False and r["steps"] == 2
     assert r["failure_reason"].startswith("non_finite_action") and "nan" in r["failure_reason"]
     assert len(r["trajectory"]) == 3 and len(r["latency_ms"]["steps"]) == 3
@@ -73,7 +67,7 @@ def test_nan_action_ends_the_episode_as_a_failure() -> None:
 
 def test_raising_policy_and_bad_shape_are_failures_not_crashes() -> None:
     env = FakeCorridorEnv("left", "day", "medium")
-    r = run_episode(env, RaisingPolicy(), {"id": "boom", "kind": "factory"}, CELL, 0, 7)
+    r = run_episode(env, RaisingPolicy(), PolicySpec("factory", "boom"), CELL, 0, 7).to_dict()
     assert (
         r["success"] is False
         and r["failure_reason"].startswith("policy_error")
@@ -84,7 +78,7 @@ def test_raising_policy_and_bad_shape_are_failures_not_crashes() -> None:
         def act(self, obs):
             return [1.0, 0.0, 0.0, 0.0]
 
-    r = run_episode(env, FourNumbers(), {"id": "four", "kind": "factory"}, CELL, 0, 7)
+    r = run_episode(env, FourNumbers(), PolicySpec("factory", "four"), CELL, 0, 7).to_dict()
     assert r["failure_reason"].startswith("policy_error") and "(4,)" in r["failure_reason"]
 
 
@@ -93,7 +87,9 @@ def test_env_rejecting_an_action_is_caught() -> None:
         def step(self, action):
             raise ValueError("action must be finite")
 
-    r = run_episode(Strict("left", "day", "medium"), NanPolicy(), {"id": "x", "kind": "factory"}, CELL, 0, 1)
+    r = run_episode(
+        Strict("left", "day", "medium"), NanPolicy(), PolicySpec("factory", "x"), CELL, 0, 1
+    ).to_dict()
     assert r["failure_reason"].startswith("invalid_action") and r["success"] is False
 
 
@@ -172,6 +168,13 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path: Path, capsys) -> None:
         ["--policy", "straight", "--episodes", "0"],
         ["--policy", "straight", "--policy-option", "no_equals_sign"],
         ["--policy", "nope"],
+        ["--ckpt", "top3", "--profile", "as_imagined"],
+        ["--ckpt", "top3", "--profile", "as_trained,as_trained"],
+        ["--ckpt", "top3", "--policy-option", "profile=as_deployed"],
+        ["--policy", "http://127.0.0.1:notaport"],
+        ["--policy", "http://127.0.0.1:1", "--policy-option", "device=cuda"],
+        ["--policy", "http://127.0.0.1:1", "--policy-option", "timeout_s=-1"],
+        ["--policy", "straight", "--max-server-faults", "0"],
     ):
         assert main([*argv, "--out", str(tmp_path / "o")]) == 2, argv
         err = capsys.readouterr().err.strip()
@@ -183,6 +186,15 @@ def test_cli_help_explains_the_episode_count(capsys) -> None:
         main(["--help"])
     text = capsys.readouterr().out
     assert "--quick" in text and "Wilson" in text and "+/-0.13" in text
+    assert "http://HOST:PORT" in text and "VLA_API_KEY" in text and "as_deployed" in text
+
+
+def test_profiles_listed_for_the_cli_are_the_policys() -> None:
+    pytest.importorskip("torch")
+    from eval.config import PROFILES
+    from policies.vla_policy import PROFILES as POLICY_PROFILES
+
+    assert PROFILES == tuple(POLICY_PROFILES)
 
 
 @needs_sim
@@ -218,6 +230,17 @@ def test_cli_policy_alone_end_to_end(tmp_path: Path, capsys) -> None:
     assert len(vids) == 2 and all("__seed" in v.name for v in vids)
 
 
-def test_baseline_spec() -> None:
-    assert baseline_spec("expert") == {"kind": "baseline", "id": "expert", "name": "expert"}
-    assert baseline_spec("mymod:make")["kind"] == "factory"
+def test_other_spec() -> None:
+    assert other_spec("expert") == PolicySpec(kind="baseline", id="expert", name="expert")
+    assert other_spec("mymod:make").kind == "factory"
+    url = other_spec("http://127.0.0.1:8000/", {"api_key": "secret"})
+    assert url.kind == "http" and url.id == url.url == "http://127.0.0.1:8000" and url.lane == url.url
+    assert url.to_dict()["options"] == {"api_key": "<set>"}  # the key is never written out
+
+
+def test_written_records_have_exactly_the_documented_fields(tmp_path: Path) -> None:
+    out = run_rollout(fake_config(tmp_path, episodes=1, sides=("left",)), progress=False)
+    (line,) = (out / "episodes.jsonl").read_text().splitlines()
+    assert tuple(json.loads(line)) == rec.RECORD_FIELDS
+    for name in rec.RECORD_FIELDS:  # and the module docstring / dataclass document each of them
+        assert name in rec.EpisodeRecord.__annotations__
