@@ -20,12 +20,11 @@ from typing import Any
 
 from eval import records as rec
 from eval.select import REFERENCE_RUN_DIR, REPO_ROOT
+from policies.profiles import PROFILES  # torch-free: parsing the command line stays light
 
 SIDES = ("left", "right")
 LIGHTINGS = ("day", "evening")
 DISTANCES = ("close", "medium", "far")
-PROFILES = ("as_trained", "as_deployed")
-"""``policies.vla_policy.PROFILES`` (repeated here so that parsing the command line imports no torch)."""
 DEFAULT_RUNS = Path("runs")
 DEFAULT_EPISODES = 50
 QUICK_EPISODES = 10

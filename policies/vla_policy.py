@@ -230,6 +230,7 @@ class VLAPolicy:
             "policy": self.name,
             "profile": s.profile,
             "transport": s.transport,
+            "device": s.device,
             "source": self.source,
             "checkpoint": self.checkpoint_path,
             "key_report": self.key_report,

@@ -24,14 +24,22 @@ def tiny_vla_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from eval_helpers import real_name
 
     from policies.checkpoint import save_checkpoint
-    from policies.vla_config import VLAConfig
+    from policies.vla_config import TrainingRecipe, VLAConfig
     from policies.vla_model import MobileVLAModel
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         model = MobileVLAModel.build(
-            VLAConfig(hidden_size=64, num_lstm_layers=2, lora_enable=True, lora_r=8), seed=0
+            VLAConfig(
+                head_type="MobileVLALSTMDecoder",  # the servable head: as_deployed runs it
+                hidden_size=64,
+                num_lstm_layers=2,
+                lora_enable=True,
+                lora_r=8,
+                recipe=TrainingRecipe(),  # a run of this project: its recipe recorded, no era needed
+            ),
+            seed=0,
         )
         path = tmp_path_factory.mktemp("vla") / real_name(4, 0.071)
         save_checkpoint(model, path, epoch=4)
