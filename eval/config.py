@@ -20,7 +20,7 @@ from typing import Any
 
 from eval import records as rec
 from eval.select import REFERENCE_RUN_DIR, REPO_ROOT
-from policies.profiles import PROFILES  # torch-free: parsing the command line stays light
+from policies.profiles import PROFILES, parse_overrides  # torch-free: parsing the command line stays light
 
 SIDES = ("left", "right")
 LIGHTINGS = ("day", "evening")
@@ -402,16 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_policy_options(items: list[str]) -> dict[str, Any]:
     """``["device=cuda", "dead_zone=0.1"]`` -> ``{"device": "cuda", "dead_zone": 0.1}`` (JSON values)."""
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--policy-option {item!r}: give KEY=VALUE, e.g. device=cuda")
-        try:
-            options[key.strip()] = json.loads(text)
-        except json.JSONDecodeError:
-            options[key.strip()] = text
-    return options
+    try:
+        return parse_overrides(items)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def config_from_args(args: argparse.Namespace) -> RolloutConfig:

@@ -351,6 +351,28 @@ class Resolution:
 _NON_SETTING_OVERRIDES = ("era",)
 
 
+def parse_overrides(items: list[str], flag: str = "--policy-option") -> dict[str, Any]:
+    """``["device=cuda", "dead_zone=0.1"]`` -> ``{"device": "cuda", "dead_zone": 0.1}``.
+
+    Values are JSON when they parse as JSON (numbers, true/false, null), else strings.
+
+    Raises:
+        ValueError: an item without ``=`` or without a key (the message names the flag and the item).
+    """
+    import json
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{flag} {item!r}: give KEY=VALUE, e.g. device=cuda")
+        try:
+            options[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key.strip()] = text
+    return options
+
+
 def resolve(
     config: VLAConfig,
     profile: str = "as_trained",
@@ -462,6 +484,7 @@ __all__ = [
     "SERVER_ACTION_CLIP",
     "TRANSPORTS",
     "decide_era",
+    "parse_overrides",
     "era_for_date",
     "resolve",
     "run_folder_date",

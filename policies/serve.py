@@ -48,6 +48,7 @@ from policies.protocol import (
     ROOT_ANSWER,
     is_loopback_host,
 )
+from policies.profiles import parse_overrides
 from policies.transport import FrameDecodeError, decode_jpeg, from_base64
 
 logger = logging.getLogger("policies.serve")
@@ -367,18 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _options(items: list[str]) -> dict[str, Any]:
-    import json
-
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ServeError(f"--policy-option {item!r}: give KEY=VALUE, e.g. device=cuda")
-        try:
-            options[key.strip()] = json.loads(text)
-        except json.JSONDecodeError:
-            options[key.strip()] = text
-    return options
+    try:
+        return parse_overrides(items)
+    except ValueError as exc:
+        raise ServeError(str(exc)) from None
 
 
 def resolve_key(host: str, no_auth: bool, environ: dict[str, str] | None = None) -> str | None:
