@@ -38,6 +38,7 @@ from fastapi import Depends, FastAPI, HTTPException
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 
+from policies.profiles import parse_overrides
 from policies.protocol import (
     ANSWERED_STRATEGY,
     API_KEY_ENV,
@@ -48,7 +49,6 @@ from policies.protocol import (
     ROOT_ANSWER,
     is_loopback_host,
 )
-from policies.profiles import parse_overrides
 from policies.transport import FrameDecodeError, decode_jpeg, from_base64
 
 logger = logging.getLogger("policies.serve")
