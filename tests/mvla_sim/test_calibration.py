@@ -170,3 +170,17 @@ def test_spec_records_every_fitted_number_with_its_constraint_and_margin():
     medium = spec["obstacle_distance_m"]["medium"]
     assert spec["obstacle_distance_m"]["close"] == pytest.approx(medium + fit.CLOSE_OFFSET_M)
     assert spec["obstacle_distance_m"]["far"] == pytest.approx(medium + fit.FAR_OFFSET_M)
+
+
+def test_env_manual_quotes_the_calibrated_numbers():
+    from mvla_sim.env import MobileVLAEnv
+    from mvla_sim.scene import load_scene_spec
+
+    spec, doc = load_scene_spec(), MobileVLAEnv.__doc__
+    drive = spec.drive
+    for speed in (drive.forward_speed_mps, drive.strafe_speed_mps, drive.diagonal_speed_mps):
+        assert f"{speed:.3f} m/s" in doc
+    for distance in spec.obstacle_distance_m.values():
+        assert f"{distance:.3f} m" in doc
+    assert f"{spec.success.goal_radius_m:.3f} m of the bottle" in doc
+    assert f"{spec.bottle.gap_behind_box_m:.3f} m behind" in doc

@@ -103,6 +103,21 @@ def test_at_the_default_generation_noise_it_recovers_in_the_large_majority():
     assert noisy >= 10  # noise was injected
 
 
+def test_continuous_mode_cuts_corners_and_still_succeeds():
+    env = env_for("left", randomize=True)
+    expert = make_baseline("expert", env, seed=0, mode="continuous")
+    obs, _ = env.reset(seed=4)
+    expert.reset(obs["instruction"])
+    headings, done = set(), False
+    while not done:
+        action = expert.act(obs)
+        headings.add(round(float(np.degrees(np.arctan2(action[1], action[0]))), 1))
+        obs, _, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+    assert info["is_success"]
+    assert headings - {0.0, 45.0, 90.0, -45.0, -90.0}  # some heading no key has
+
+
 def test_candidate_plans_follow_the_teleoperator_pattern_and_contain_every_real_sequence():
     from policies.expert import KEYS
 
