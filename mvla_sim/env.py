@@ -128,7 +128,7 @@ class MobileVLAEnv(gym.Env):
     of view and pitch, which kept their priors) were fitted by ``scripts/fit_calibration.py`` so
     that every such constraint holds with at least 0.10 m to spare (clearances; room inside the
     goal radius and the field of view; the start and every pose level with the box outside the
-    goal zone). The goal radius is large because the real sequences end 0.8-1.4 m from the
+    goal zone). The goal radius is large because the real sequences end 1.1-1.4 m from the
     bottle and up to 0.95 m to its side. ``python -m eval.replay`` prints the table.
 
     ## Arguments
