@@ -14,7 +14,7 @@ install:
 eval: install  ## the main job: top-3 checkpoints (bundled reference run if $(RUNS)/ has none) -> results/, videos/
 	$(PYTHON) -m eval.rollout --ckpt top3 --runs $(RUNS) --episodes $(EPISODES) --baselines expert,straight,always_left --videos 1
 
-demo: install  ## replay the real core key sequences in each scene, one video per scene
+demo: install  ## the calibration table: every real key sequence in every scene, one video per sequence
 	$(PYTHON) -m eval.replay
 
 test: install  ## the whole test suite (CI runs exactly this)

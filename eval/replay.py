@@ -1,54 +1,204 @@
-"""``python -m eval.replay``: replay the real ``core`` key sequences open-loop in each scene, with videos.
+"""``python -m eval.replay``: the calibration table: every real key sequence replayed open-loop, with videos.
 
-The calibration demo: each sequence of FACTS.md (left ``WWWWAQQQQQQQWWWWE``, right
-``WWWDEEEEEEWWWWQQQ``) is pressed key by key in its own scene and in the mirrored one, day and
-evening, from the nominal start (randomization off). It should succeed in its own scene and pass
-the box on the wrong side in the mirrored one. One video per run goes to ``videos/replay/``.
+Each accepted key sequence of FACTS.md (``mvla_sim.facts.REAL_KEY_SEQUENCES``: 6 left, 3 right,
+with their real episode counts) is pressed key by key from the nominal start (randomization off)
+in its own scene and in the mirrored one, by day and in the evening. A faithful simulator makes
+every one succeed in its own scene and fail the side rule in the mirrored one. The table lists,
+per sequence: the real count, the outcome per scene and lighting, the end pose (m, deg), the
+smallest clearance along the path (m, and to what) and the distance to the bottle (m).
+
+``--randomized N`` adds, per sequence, its success rate in its own scene over N seeds of the
+``--randomization`` setting (``default``: the real set-up's repeatability, where the real
+sequences should still succeed in the large majority; ``hard``: beyond it). One video per
+sequence (own scene, by day) goes to ``videos/replay/``; its name ends with the outcome.
+
+Exit status 0 when the calibration holds, 1 when a sequence behaves unlike the real data.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
+import json
+import math
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+from tqdm import tqdm
 
 import mvla_sim
 from eval.video import EpisodeVideo, caption
-from mvla_sim.facts import CORE_KEY_SEQUENCES, LIGHTINGS, SIDES, key_sequence_actions
+from mvla_sim.facts import LIGHTINGS, REAL_KEY_SEQUENCES, SIDES, RealKeySequence, key_sequence_actions
+
+SCENES: tuple[tuple[str, str], ...] = tuple((side, lighting) for side in SIDES for lighting in LIGHTINGS)
+RATE_IMAGE_SIZE = (64, 36)
+"""Frame size of the randomized runs (the outcome does not depend on it; 16:9 like the camera)."""
 
 
-def replay(keys_side: str, scene_side: str, lighting: str, videos: Path | None) -> dict:
-    """Press the ``keys_side`` core sequence in the ``scene_side`` scene; returns the final info."""
-    keys = CORE_KEY_SEQUENCES[keys_side]
-    env = gym.make(mvla_sim.env_id(scene_side, lighting), randomize=False, render_mode="rgb_array")
-    obs, info = env.reset(seed=0)
-    video = None
-    if videos is not None:
-        name = f"core-{keys_side}-keys__{scene_side}-{lighting}-medium"
-        video = EpisodeVideo(videos / f"{name}.mp4")
-        video.append(env.render(), caption(0, None, obs["instruction"], f"keys {keys}"))
+def outcome_of(info: dict) -> str:
+    """A one-word outcome of a finished episode's info."""
+    if info["is_success"]:
+        return "success"
+    if info["collided"]:
+        return "collision"
+    if info["side_passed"] == "none":
+        return "not-past-box"
+    if info["side_passed"] != info["instructed_side"]:
+        return "wrong-side"
+    if not info["bottle_in_view"]:
+        return "out-of-view"
+    return "outside-goal"
+
+
+def run_sequence(
+    keys: str,
+    scene: str,
+    lighting: str,
+    *,
+    seed: int = 0,
+    randomization: str | None = None,
+    image_size: tuple[int, int] | None = None,
+    video: Path | None = None,
+) -> dict:
+    """Press ``keys`` in the ``scene`` (``left``/``right``) scene; return the final info.
+
+    ``randomization=None`` replays from the nominal layout; otherwise the named setting with ``seed``.
+    With ``video`` an mp4 is written there (renamed to end with ``__<outcome>.mp4``).
+    """
+    options: dict = {"randomize": randomization is not None, "render_mode": "rgb_array" if video else None}
+    if randomization is not None:
+        options["randomization"] = randomization
+    if image_size is not None:
+        options["image_size"] = image_size
+    env = gym.make(mvla_sim.env_id(scene, lighting), **options)
+    writer = EpisodeVideo(video) if video is not None else None
     try:
+        obs, info = env.reset(seed=seed)
+        if writer is not None:
+            writer.append(env.render(), caption(0, None, obs["instruction"], f"keys {keys}"))
         for step, (key, action) in enumerate(zip(keys, key_sequence_actions(keys), strict=True), start=1):
             obs, _, terminated, truncated, info = env.step(np.asarray(action[:2], dtype=np.float32))
-            if video is not None:
-                video.append(env.render(), caption(step, action, obs["instruction"], f"key {key}"))
+            if writer is not None:
+                writer.append(env.render(), caption(step, action, obs["instruction"], f"key {key}"))
             if terminated or truncated:
                 break
     finally:
-        if video is not None:
-            video.close()
+        if writer is not None:
+            writer.close()
         env.close()
-    outcome = "success" if info["is_success"] else ("collision" if info["collided"] else "failure")
-    if video is not None:
-        final = video.path.with_name(f"{video.path.stem}__{outcome}.mp4")
-        video.path.replace(final)
+    info = dict(info)
+    info["outcome"] = outcome_of(info)
+    if writer is not None:
+        final = writer.path.with_name(f"{writer.path.stem}__{info['outcome']}.mp4")
+        writer.path.replace(final)
         info["video"] = str(final)
     return info
+
+
+@dataclass
+class CalibrationRow:
+    """One real sequence's line of the calibration table."""
+
+    side: str
+    keys: str
+    name: str
+    real_episodes: int
+    outcomes: dict[str, str]
+    end_xy_m: list[float]
+    end_yaw_deg: float
+    min_clearance_m: float
+    min_clearance_to: str
+    distance_to_bottle_m: float
+    holds: bool
+    video: str | None = None
+    randomized: dict = field(default_factory=dict)
+
+
+def calibrate(
+    sequence: RealKeySequence, videos: Path | None, randomized: int, randomization: str, progress: bool
+) -> CalibrationRow:
+    """The table row of ``sequence``: nominal outcomes in every scene and, optionally, its rate."""
+    outcomes: dict[str, str] = {}
+    own: dict | None = None
+    video = None
+    for scene, lighting in SCENES:
+        path = None
+        if videos is not None and scene == sequence.side and lighting == "day":
+            path = videos / f"{sequence.name.replace(' ', '_')}__{scene}-{lighting}-medium.mp4"
+        info = run_sequence(sequence.keys, scene, lighting, video=path)
+        outcomes[f"{scene}-{lighting}"] = info["outcome"]
+        if scene == sequence.side and lighting == "day":
+            own, video = info, info.get("video")
+    assert own is not None
+    holds = all(
+        (outcome == "success") == (cell.split("-")[0] == sequence.side) for cell, outcome in outcomes.items()
+    ) and all(
+        outcome == "wrong-side" for cell, outcome in outcomes.items() if cell.split("-")[0] != sequence.side
+    )
+    row = CalibrationRow(
+        side=sequence.side,
+        keys=sequence.keys,
+        name=sequence.name,
+        real_episodes=sequence.episodes,
+        outcomes=outcomes,
+        end_xy_m=[round(v, 3) for v in own["robot_xy"]],
+        end_yaw_deg=round(math.degrees(own["robot_yaw"]), 1),
+        min_clearance_m=round(own["min_clearance_m"], 3),
+        min_clearance_to=own["min_clearance_to"],
+        distance_to_bottle_m=round(own["distance_to_goal"], 3),
+        holds=holds,
+        video=video,
+    )
+    if randomized:
+        seeds = range(randomized)
+        results = [
+            run_sequence(
+                sequence.keys,
+                sequence.side,
+                "day",
+                seed=s,
+                randomization=randomization,
+                image_size=RATE_IMAGE_SIZE,
+            )["outcome"]
+            for s in tqdm(seeds, desc=sequence.name, unit="ep", disable=not progress, leave=False)
+        ]
+        counts = {o: results.count(o) for o in sorted(set(results))}
+        row.randomized = {
+            "randomization": randomization,
+            "episodes": randomized,
+            "successes": counts.get("success", 0),
+            "rate": counts.get("success", 0) / randomized,
+            "outcomes": counts,
+        }
+    return row
+
+
+def format_table(rows: list[CalibrationRow]) -> str:
+    """The calibration table as Markdown."""
+    cells = [f"{s}-{light}" for s, light in SCENES]
+    head = ["sequence", "real", *cells, "end x, y (m)", "min clearance (m)", "to bottle (m)"]
+    randomized = rows[0].randomized if rows else {}
+    if randomized:
+        head.append(f"success, {randomized['randomization']} rand. ({randomized['episodes']} seeds)")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        line = [
+            f"`{r.name}`",
+            str(r.real_episodes),
+            *(r.outcomes[c] for c in cells),
+            f"{r.end_xy_m[0]:.2f}, {r.end_xy_m[1]:+.2f}",
+            f"{r.min_clearance_m:.3f} ({r.min_clearance_to})",
+            f"{r.distance_to_bottle_m:.2f}",
+        ]
+        if r.randomized:
+            line.append(
+                f"{100 * r.randomized['rate']:.0f} % ({r.randomized['successes']}/{r.randomized['episodes']})"
+            )
+        lines.append("| " + " | ".join(line) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,27 +208,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--videos-dir", type=Path, default=Path("videos") / "replay", help="default videos/replay/"
+        "--videos-dir",
+        type=Path,
+        default=Path("videos") / "replay",
+        help="where the videos go (default videos/replay/)",
     )
     parser.add_argument("--no-videos", action="store_true", help="only print the table")
-    args = parser.parse_args(argv)
-    videos = None if args.no_videos else args.videos_dir
-    print(f"{'keys':<12}{'scene':<16}{'success':>8}{'side':>7}{'dist m':>8}  video")
-    ok = True
-    for keys_side, scene_side, lighting in itertools.product(SIDES, SIDES, LIGHTINGS):
-        info = replay(keys_side, scene_side, lighting, videos)
-        expected = keys_side == scene_side
-        ok &= bool(info["is_success"]) == expected
-        print(
-            f"{'core-' + keys_side:<12}{scene_side + '-' + lighting:<16}{info['is_success']!s:>8}"
-            f"{info['side_passed']:>7}{info['distance_to_goal']:>8.2f}  {info.get('video', '')}"
-        )
-    print(
-        "calibration holds"
-        if ok
-        else "calibration BROKEN: a core sequence did not behave as in the real data"
+    parser.add_argument(
+        "--randomized",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also replay each sequence in N randomized scenes of its own side and report its success rate (e.g. 200)",
     )
-    return 0 if ok else 1
+    parser.add_argument(
+        "--randomization",
+        choices=("default", "hard"),
+        default="default",
+        help="randomization setting of --randomized: 'default' (the real set-up's repeatability) or 'hard'",
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the table as JSON here")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.randomized < 0:
+        parser.exit(2, f"error: --randomized {args.randomized} must be 0 or more seeds\n")
+    videos = None if args.no_videos else args.videos_dir
+    rows = []
+    for sequence in tqdm(REAL_KEY_SEQUENCES, desc="sequences", unit="seq", disable=args.quiet):
+        rows.append(calibrate(sequence, videos, args.randomized, args.randomization, progress=not args.quiet))
+    print(format_table(rows))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n", encoding="utf-8")
+    broken = [r.name for r in rows if not r.holds]
+    if videos is not None:
+        print(f"\nvideos: {videos}/ (one per sequence, own scene by day)")
+    if broken:
+        print(f"calibration BROKEN: {', '.join(broken)} did not behave as in the real data")
+        return 1
+    print(
+        f"calibration holds: all {len(rows)} real sequences succeed in their own scene, by day and in the "
+        "evening, and fail the side rule in the mirrored one"
+    )
+    return 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ without pulling in the simulator.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 KEY_ACTION_VALUE: float = 1.15
 """Magnitude written per axis by a teleoperation key press (data units)."""
 
@@ -39,11 +41,66 @@ KEY_ACTIONS: dict[str, tuple[float, float, float]] = {
 }
 """Teleoperation key -> [linear_x, linear_y, angular_z]; +y is left, +angular_z is CCW."""
 
+MOVE_KEYS: tuple[str, ...] = ("W", "Q", "A", "Z", "S", "C", "D", "E")
+"""The eight planar movement keys, counter-clockwise from forward (W) in 45 degree steps."""
+
+
+@dataclass(frozen=True)
+class RealKeySequence:
+    """One key sequence the teleoperators drove for ``core`` episodes (FACTS.md's table).
+
+    Attributes:
+        side: the side of the box it passes (``"left"``/``"right"``), i.e. its scene.
+        keys: the 17 key presses after ``episode_start``.
+        episodes: how many real episodes the team's analysis counted with it.
+        analysis: which of the team's dataset analyses reported it.
+    """
+
+    side: str
+    keys: str
+    episodes: int
+    analysis: str
+
+    @property
+    def name(self) -> str:
+        """A short label: side and the keys as run lengths, e.g. ``left W3 A1 Q8 W4 Q1``."""
+        runs: list[str] = []
+        for key in self.keys:
+            if runs and runs[-1][0] == key:
+                runs[-1] = key + str(int(runs[-1][1:]) + 1)
+            else:
+                runs.append(key + "1")
+        return f"{self.side} {' '.join(runs)}"
+
+
+REAL_KEY_SEQUENCES: tuple[RealKeySequence, ...] = (
+    RealKeySequence("left", "WWWWAQQQQQQQWWWWE", 79, "2025-11-19"),
+    RealKeySequence("left", "WWAQQQQQQAWWWWWWW", 10, "2025-11-19"),
+    RealKeySequence("left", "WWWAAQQQQQQQWWWWW", 6, "2025-11-19"),
+    RealKeySequence("left", "WWWAQQQQQQQWWWWWW", 2, "2025-11-19"),
+    RealKeySequence("left", "WWWAQQQQQQQQWWWWQ", 119, "2025-11-20 (the report's dataset)"),
+    RealKeySequence("left", "WWWAQQQQQQQQWWWWW", 84, "2025-11-27 (after a wheel replacement)"),
+    RealKeySequence("right", "WWWDEEEEEEWWWWQQQ", 167, "2025-11-19 / 2025-11-20"),
+    RealKeySequence("right", "WWWWDEEEEEEEWWWWQ", 39, "2025-11-19"),
+    RealKeySequence("right", "WWWWDEEEEEWWQQQQQ", 21, "2025-11-19"),
+)
+"""Every accepted real key sequence of FACTS.md, with its episode count: each one ended in front
+of the bottle on the real robot, so each must succeed in its own simulated scene."""
+
 CORE_KEY_SEQUENCES: dict[str, str] = {
     "left": "WWWWAQQQQQQQWWWWE",
     "right": "WWWDEEEEEEWWWWQQQ",
 }
-"""The most common ``core`` key sequences of the real data (79 left, 167 right episodes)."""
+"""One representative ``core`` sequence per side (79 left, 167 right episodes in the 2025-11-19
+analysis); ``REAL_KEY_SEQUENCES`` holds them all."""
+
+
+def real_key_sequences(side: str | None = None) -> tuple[RealKeySequence, ...]:
+    """The real sequences of one scene (``"left"``/``"right"``), or all of them."""
+    if side is not None and side not in ("left", "right"):
+        raise ValueError(f"side={side!r} is not valid; choose 'left' or 'right'")
+    return tuple(s for s in REAL_KEY_SEQUENCES if side is None or s.side == side)
+
 
 INSTRUCTIONS: dict[str, str] = {
     "left": "Navigate around obstacles and reach the front of the beverage bottle on the left",

@@ -47,22 +47,29 @@ def body_velocity(
     """Map an action [linear_x, linear_y, angular_z] (data units) to body velocities (m/s, m/s, rad/s).
 
     ``throttle``: the real motor driver uses only the direction atan2(linear_y, linear_x) and drives
-    at a fixed speed set by the throttle; actions whose planar magnitude is under the dead zone stop.
-    ``velocity``: proportional, each axis ``action / 1.15 * velocity_max_mps``.
+    at the calibrated speed of that direction (forward, diagonal and strafe speeds of the scene
+    spec, interpolated in between), scaled by the throttle; actions whose planar magnitude is
+    under the dead zone stop.
+    ``velocity``: proportional, ``linear_x / 1.15`` of the forward speed and ``linear_y / 1.15`` of
+    the strafe speed.
     """
     lx, ly, az = (float(v) for v in action)
+    scale = throttle_percent / drive.throttle_percent * speed_scale
     if drive_model == "throttle":
-        speed = drive.throttle_speed_mps * throttle_percent / drive.throttle_percent * speed_scale
         if math.hypot(lx, ly) < drive.dead_zone:
             vx = vy = 0.0
         else:
             heading = math.atan2(ly, lx)
+            speed = drive.speed_mps(heading) * scale
             vx, vy = speed * math.cos(heading), speed * math.sin(heading)
         wz = 0.0 if abs(az) < drive.dead_zone else math.copysign(drive.yaw_rate_radps, az)
         return vx, vy, wz
     if drive_model == "velocity":
-        scale = drive.velocity_max_mps * speed_scale / KEY_ACTION_VALUE
-        return lx * scale, ly * scale, az * drive.yaw_rate_radps / KEY_ACTION_VALUE
+        return (
+            lx / KEY_ACTION_VALUE * drive.forward_speed_mps * scale,
+            ly / KEY_ACTION_VALUE * drive.strafe_speed_mps * scale,
+            az * drive.yaw_rate_radps / KEY_ACTION_VALUE,
+        )
     raise ValueError(f"drive_model={drive_model!r} is not valid; choose one of {list(DRIVE_MODELS)}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
@@ -77,13 +78,39 @@ class RobotSpec:
 
 
 @dataclass(frozen=True)
+class StartSpec:
+    """The robot's nominal start: on the box's near side, ``lateral_offset_m`` left of the centre line."""
+
+    lateral_offset_m: float
+
+
+@dataclass(frozen=True)
 class DriveSpec:
-    throttle_speed_mps: float
+    """The drive: speeds per key direction at ``throttle_percent`` (m/s), dead zone, yaw rate."""
+
+    forward_speed_mps: float
+    strafe_speed_mps: float
+    diagonal_speed_mps: float
     throttle_percent: float
     dead_zone: float
-    velocity_max_mps: float
     yaw_rate_radps: float
     substep_m: float
+
+    def speed_mps(self, heading_rad: float) -> float:
+        """Base speed (m/s) at ``throttle_percent`` for a body-frame heading atan2(linear_y, linear_x).
+
+        The three fitted key-direction speeds are exact at the keys' headings: forward/backward
+        (W/S, 0 and 180 deg), diagonal (Q/E/Z/C, +-45 and +-135 deg) and strafe (A/D, +-90 deg);
+        headings in between interpolate linearly in angle. Backward runs like forward.
+        """
+        phi = abs(math.atan2(math.sin(heading_rad), math.cos(heading_rad)))
+        phi = min(phi, math.pi - phi)
+        quarter = math.pi / 4
+        if phi <= quarter:
+            t = phi / quarter
+            return (1 - t) * self.forward_speed_mps + t * self.diagonal_speed_mps
+        t = (phi - quarter) / quarter
+        return (1 - t) * self.diagonal_speed_mps + t * self.strafe_speed_mps
 
 
 @dataclass(frozen=True)
@@ -108,6 +135,8 @@ class LightingSpec:
 
 @dataclass(frozen=True)
 class RandomizationSpec:
+    """One randomization setting: symmetric ranges (+/- value) or [low, high] for scales."""
+
     start_xy_m: tuple
     start_yaw_deg: float
     box_xy_m: tuple
@@ -121,6 +150,11 @@ class RandomizationSpec:
     texture_tint: float
 
 
+RANDOMIZATIONS: tuple[str, ...] = ("default", "hard")
+"""Named randomization settings of a scene spec: ``default`` stays within the real set-up's
+repeatability, ``hard`` goes beyond it."""
+
+
 @dataclass(frozen=True)
 class SceneSpec:
     """A whole scene spec; see ``assets/scenes/corridor_1box.json`` for each number's reason."""
@@ -132,11 +166,13 @@ class SceneSpec:
     bottle: BottleSpec
     obstacle_distance_m: dict[str, float]
     robot: RobotSpec
+    start: StartSpec
     drive: DriveSpec
     success: SuccessSpec
     lighting: dict[str, LightingSpec]
-    randomization: RandomizationSpec
+    randomization: dict[str, RandomizationSpec]
     description: str = ""
+    calibration: dict[str, Any] = field(default_factory=dict, compare=False)
     source: str = field(default="", compare=False)
 
     @classmethod
@@ -147,11 +183,11 @@ class SceneSpec:
             "box": BoxSpec,
             "bottle": BottleSpec,
             "robot": RobotSpec,
+            "start": StartSpec,
             "drive": DriveSpec,
             "success": SuccessSpec,
-            "randomization": RandomizationSpec,
         }
-        required = [*parts, "name", "obstacle_distance_m", "lighting"]
+        required = [*parts, "name", "obstacle_distance_m", "lighting", "randomization"]
         missing = [k for k in required if k not in data]
         if missing:
             raise ValueError(f"scene spec {source}: missing sections {missing}")
@@ -166,11 +202,22 @@ class SceneSpec:
             raise ValueError(
                 f"scene spec {source}: lighting must define {list(LIGHTINGS)}, got {sorted(lighting)}"
             )
+        randomization = {
+            k: _build(RandomizationSpec, v, f"{source}:randomization.{k}")
+            for k, v in data["randomization"].items()
+            if k != "why"
+        }
+        if sorted(randomization) != sorted(RANDOMIZATIONS):
+            raise ValueError(
+                f"scene spec {source}: randomization must define {list(RANDOMIZATIONS)}, got {sorted(randomization)}"
+            )
         return cls(
             name=data["name"],
             description=data.get("description", ""),
             obstacle_distance_m=distances,
             lighting=lighting,
+            randomization=randomization,
+            calibration=dict(data.get("calibration", {})),
             source=source,
             **built,
         )
@@ -195,6 +242,7 @@ class Layout:
     side: str
     lighting: str
     obstacle_distance: str
+    randomization: str
     start_xy: tuple[float, float]
     start_yaw: float
     box_center: tuple[float, float]
@@ -213,6 +261,7 @@ class Layout:
             "side": self.side,
             "lighting": self.lighting,
             "obstacle_distance": self.obstacle_distance,
+            "randomization": self.randomization,
             "corridor_half_width": spec.corridor.half_width_m,
             "corridor_length": spec.corridor.x_max_m - spec.corridor.x_min_m,
             "corridor_x_min": spec.corridor.x_min_m,
@@ -235,19 +284,29 @@ def sample_layout(
     lighting: str,
     obstacle_distance: str,
     rng: np.random.Generator,
-    randomize: bool,
+    randomize: bool | str,
 ) -> Layout:
-    """Draw an episode layout; with ``randomize=False`` the nominal scene (no draws are used)."""
+    """Draw an episode layout.
+
+    ``randomize``: ``False`` gives the nominal scene (no draws are used); ``True`` or
+    ``"default"`` draws within the spec's ``default`` ranges (the real set-up's repeatability);
+    ``"hard"`` within its wider ``hard`` ranges.
+    """
     if side not in SIDES:
         raise ValueError(f"side={side!r} is not valid; choose one of {list(SIDES)}")
-    r = spec.randomization
+    level = "default" if randomize is True else (randomize or "none")
+    if level != "none" and level not in spec.randomization:
+        raise ValueError(
+            f"randomization={randomize!r} is not valid; choose one of {list(spec.randomization)} or False"
+        )
     box_x = spec.obstacle_distance_m[obstacle_distance]
     light = spec.lighting[lighting]
     nominal = Layout(
         side=side,
         lighting=lighting,
         obstacle_distance=obstacle_distance,
-        start_xy=(0.0, 0.0),
+        randomization="none",
+        start_xy=(0.0, spec.start.lateral_offset_m),
         start_yaw=0.0,
         box_center=(box_x, 0.0),
         box_yaw=0.0,
@@ -259,8 +318,9 @@ def sample_layout(
         color_scale=(1.0, 1.0, 1.0),
         tint=(1.0, 1.0, 1.0),
     )
-    if not randomize:
+    if level == "none":
         return nominal
+    r = spec.randomization[level]
 
     def sym(half: float, n: int | None = None) -> Any:
         return rng.uniform(-half, half, size=n)
@@ -276,6 +336,7 @@ def sample_layout(
         side=side,
         lighting=lighting,
         obstacle_distance=obstacle_distance,
+        randomization=level,
         start_xy=(float(start[0]), float(start[1])),
         start_yaw=float(np.deg2rad(sym(r.start_yaw_deg))),
         box_center=(float(box[0]), float(box[1])),

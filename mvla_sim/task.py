@@ -75,3 +75,78 @@ class GoalCheck:
 
     def in_goal_zone(self, goal_radius: float, min_distance: float) -> bool:
         return self.in_front and self.bottle_in_view and min_distance <= self.distance_to_goal <= goal_radius
+
+
+def rectangle_corners(x: np.ndarray, y: np.ndarray, yaw: np.ndarray, hx: float, hy: float) -> np.ndarray:
+    """Corners (N, 4, 2), counter-clockwise, of rectangles with half extents (hx, hy) at poses (m, m, rad)."""
+    x, y, yaw = (np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in (x, y, yaw))
+    local = np.array([[hx, hy], [-hx, hy], [-hx, -hy], [hx, -hy]])
+    c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+    return np.stack(
+        [x[:, None] + c * local[:, 0] - s * local[:, 1], y[:, None] + s * local[:, 0] + c * local[:, 1]],
+        axis=-1,
+    )
+
+
+def _points_to_segments(points: np.ndarray, seg_a: np.ndarray, seg_b: np.ndarray) -> np.ndarray:
+    """Distances (N, P, S) from points (N, P, 2) to segments (N, S, 2) - (N, S, 2)."""
+    d = seg_b - seg_a
+    rel = points[:, :, None, :] - seg_a[:, None, :, :]
+    t = np.clip(np.sum(rel * d[:, None], axis=-1) / np.sum(d * d, axis=-1)[:, None], 0.0, 1.0)
+    closest = seg_a[:, None] + t[..., None] * d[:, None]
+    return np.linalg.norm(points[:, :, None, :] - closest, axis=-1)
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Separating-axis test for convex quadrilaterals (N, 4, 2): True where they overlap."""
+    overlap = np.ones(a.shape[0], dtype=bool)
+    for poly in (a, b):
+        for i in range(2):
+            edge = poly[:, i + 1] - poly[:, i]
+            axis = np.stack([-edge[:, 1], edge[:, 0]], axis=-1)
+            pa, pb = np.einsum("npk,nk->np", a, axis), np.einsum("npk,nk->np", b, axis)
+            overlap &= (pa.max(1) > pb.min(1)) & (pb.max(1) > pa.min(1))
+    return overlap
+
+
+def rectangle_clearance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Gap (m, N) between convex quadrilaterals ``a`` and ``b`` (N, 4, 2); 0 where they overlap."""
+    b = np.broadcast_to(b, a.shape)
+    gaps = np.minimum(
+        _points_to_segments(a, b, np.roll(b, -1, axis=1)).min(axis=(1, 2)),
+        _points_to_segments(b, a, np.roll(a, -1, axis=1)).min(axis=(1, 2)),
+    )
+    return np.where(_overlap(a, b), 0.0, gaps)
+
+
+def footprint_clearances(
+    spec: SceneSpec, layout: Layout, x: np.ndarray, y: np.ndarray, yaw: np.ndarray
+) -> dict[str, float]:
+    """Smallest gap (m) between the robot's footprint at the given poses and the box, the bottle
+    and the walls (side and end walls), over all the poses: the clearance a path kept.
+
+    Exact for the footprints as drawn from above (rectangles and the bottle's circle); the box
+    and bottle are taller than the robot's wheels, so the gap from above is the physical one.
+    """
+    rhx, rhy = spec.robot.half_extents_m[:2]
+    robot = rectangle_corners(x, y, yaw, rhx, rhy)
+    hx, hy = spec.box.half_extents_m[:2]
+    box = rectangle_corners(*layout.box_center, layout.box_yaw, hx, hy)
+    cor = spec.corridor
+    bottle = np.asarray(layout.bottle_xy)
+    rel = bottle - np.stack([np.atleast_1d(x), np.atleast_1d(y)], axis=-1)
+    c, s = np.cos(np.atleast_1d(yaw)), np.sin(np.atleast_1d(yaw))
+    local = np.stack([c * rel[:, 0] + s * rel[:, 1], -s * rel[:, 0] + c * rel[:, 1]], axis=-1)
+    outside = np.maximum(np.abs(local) - np.array([rhx, rhy]), 0.0)
+    return {
+        "box": float(rectangle_clearance(robot, box).min()),
+        "bottle": float(np.linalg.norm(outside, axis=-1).min() - spec.bottle.radius_m),
+        "wall": float(
+            min(
+                cor.half_width_m - robot[..., 1].max(),
+                robot[..., 1].min() + cor.half_width_m,
+                cor.x_max_m - robot[..., 0].max(),
+                robot[..., 0].min() - cor.x_min_m,
+            )
+        ),
+    }

@@ -60,7 +60,7 @@ from __future__ import annotations
 import logging
 import os
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,6 +186,25 @@ def split_episodes(
     return sorted(train, key=_name_key), sorted(val, key=_name_key)
 
 
+def _empty_split_message(subset: str, method: str, files: list[Path], train_fraction: float) -> str:
+    """One line saying why a split left ``subset`` without episodes, and the fix."""
+    n = len(files)
+    cut = int(n * train_fraction)
+    sorted_fix = f"use split 'sorted' (--split sorted: {cut} train, {n - cut} val)" if 1 <= cut < n else ""
+    if train_fraction >= 1.0:
+        return f"train_split={train_fraction!r} holds out no validation episode; lower it (the real run: 0.8)"
+    if n < 2:
+        return f"{n} episode is too few to train and validate; add episodes (at least 2)"
+    if method == "stratified":
+        per = ", ".join(f"{k}: {v}" for k, v in sorted(Counter(scenario_of(p) for p in files).items()))
+        fixes = " or ".join(f for f in ("add episodes (2 or more in a scenario)", sorted_fix) if f)
+        return (
+            f"{n} episodes are too few to hold out a {'validation' if subset == 'val' else 'training'} episode: the stratified split holds one out "
+            f"only from a scenario with 2 or more episodes ({per}); {fixes}"
+        )
+    return f"{n} episodes leave no {subset} episode with train_split={train_fraction!r}; add episodes"
+
+
 def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     """Squash uint8 frames (N, H, W, 3) to (N, size, size, 3): PIL ``BILINEAR`` on uint8 of the
     whole frame, as the fork's dataset and the ``as_trained`` profile do."""
@@ -305,6 +324,8 @@ class EpisodeWindowDataset(Dataset):
         else:
             train, val = split_episodes(color_of, split, train_fraction, seed)
             chosen = train if subset == "train" else val
+            if not chosen:
+                raise ValueError(_empty_split_message(subset, split, list(color_of), train_fraction))
 
         self.episodes: list[EpisodeInfo] = []
         for p in chosen:

@@ -26,13 +26,25 @@ Scenes
     scenario furthest behind its target share), so every prefix of a run is balanced and the
     real "sorted file names" train/val split of a generated folder is balanced too.
 
+The expert
+    ``policies.expert.ScriptedExpert``: per episode it draws a guide among the real key sequences
+    of its side (FACTS.md, in proportion to their real episode counts), presses it while it still
+    ends in the goal zone with margin, and otherwise corrects with the teleoperators' own keys
+    and pattern. Noise-free in a nominal scene it presses its guide exactly.
+
 Noise (DART-style)
-    With ``noise`` p, each key press is, with probability p, replaced by a random movement key;
-    the expert then corrects from wherever that led. The file stores the *executed* action (what
-    was "pressed", as teleoperation data records it), so the data holds the expert's recoveries.
+    With ``noise`` p, each key press but the last is, with probability p, replaced by a random
+    key among the teleoperators' (W, Q, A, D, E: the keys of the real sequences); the expert
+    then corrects from wherever that led. The file stores the *executed* action (what was
+    "pressed", as teleoperation data records it), so the data holds the expert's recoveries.
     The expert's intended actions are kept in the ``sim_intended_actions`` attribute (T x 3) for
     anyone who prefers clean labels. An episode is named ``variant`` when at least one executed
     press differs from the intended one (a deviation from the guided sequence), else ``core``.
+
+Key sequences
+    ``generate_report.json`` (``totals.key_sequences``) and the command's output give the key
+    sequences written per side beside the real table: how many episodes pressed each real
+    sequence exactly, and how far the others (corrections, recoveries) are from the nearest one.
 
 Determinism, workers, resuming
     Episode ``i`` draws everything from ``numpy.random.SeedSequence(seed, spawn_key=(i,))``
@@ -69,6 +81,7 @@ import math
 import multiprocessing
 import os
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -81,7 +94,7 @@ import numpy as np
 from tqdm import tqdm
 
 import mvla_sim
-from mvla_sim.facts import CAMERA_NATIVE_SIZE, EPISODE_ACTIONS, OBSTACLE_DISTANCES
+from mvla_sim.facts import CAMERA_NATIVE_SIZE, EPISODE_ACTIONS, OBSTACLE_DISTANCES, SIDES, real_key_sequences
 from policies.baselines import make_baseline
 from train.atomic import write_json_atomic
 from train.episodes import (
@@ -568,6 +581,87 @@ def _record_of_existing(plan: EpisodePlan, path: Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
+# Key sequences written, beside the real ones
+# --------------------------------------------------------------------------------------------
+
+
+def key_sequence_distribution(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The key sequences of the written episodes, per side, beside the real table of FACTS.md.
+
+    For each real sequence: its real episode count and share of its side, and how many written
+    episodes pressed exactly it. The other written sequences (corrections in randomized scenes,
+    recoveries after noise) are counted with their distance to the nearest real sequence of
+    their side (keys that differ, position by position) and the most common of them listed.
+    """
+    out: dict[str, Any] = {}
+    for side in SIDES:
+        real = real_key_sequences(side)
+        real_total = sum(s.episodes for s in real)
+        written = [r["keys"] for r in records if r.get("file") and r["scenario"].split("_")[0] == side]
+        counts = Counter(k for k in written if k)
+        rows = [
+            {
+                "keys": s.keys,
+                "name": s.name,
+                "real_episodes": s.episodes,
+                "real_share": s.episodes / real_total,
+                "sim_episodes": counts.get(s.keys, 0),
+                "sim_share": counts.get(s.keys, 0) / len(written) if written else 0.0,
+            }
+            for s in real
+        ]
+        real_keys = {s.keys for s in real}
+        others = {k: c for k, c in counts.items() if k not in real_keys}
+        distances = [min(_key_distance(k, s.keys) for s in real) for k, c in others.items() for _ in range(c)]
+        out[side] = {
+            "written": len(written),
+            "real": rows,
+            "other": {
+                "sim_episodes": sum(others.values()),
+                "sim_share": sum(others.values()) / len(written) if written else 0.0,
+                "median_keys_from_nearest_real": float(np.median(distances)) if distances else None,
+                "most_common": [
+                    {
+                        "keys": k,
+                        "count": c,
+                        "keys_from_nearest_real": min(_key_distance(k, s.keys) for s in real),
+                    }
+                    for k, c in sorted(others.items(), key=lambda kc: (-kc[1], kc[0]))[:5]
+                ],
+            },
+        }
+    return out
+
+
+def _key_distance(a: str, b: str) -> int:
+    return sum(x != y for x, y in zip(a, b, strict=False)) + abs(len(a) - len(b))
+
+
+def format_key_sequence_distribution(distribution: dict[str, Any]) -> str:
+    """The distribution as a plain-text table, the real one beside it."""
+    lines = ["Key sequences written, beside the teleoperators' real ones (FACTS.md):"]
+    lines.append(f"{'side':<6}{'sequence':<22}{'real':>6}{'real %':>8}{'sim':>6}{'sim %':>7}")
+    for side, d in distribution.items():
+        for r in d["real"]:
+            name = r["name"].split(" ", 1)[1]
+            lines.append(
+                f"{side:<6}{name:<22}{r['real_episodes']:>6}{100 * r['real_share']:>7.1f}%"
+                f"{r['sim_episodes']:>6}{100 * r['sim_share']:>6.1f}%"
+            )
+        o = d["other"]
+        median = o["median_keys_from_nearest_real"]
+        note = "" if median is None else f"  (median {median:g} keys from the nearest real one)"
+        lines.append(
+            f"{side:<6}{'other':<22}{'':>6}{'':>8}{o['sim_episodes']:>6}{100 * o['sim_share']:>6.1f}%{note}"
+        )
+        for m in o["most_common"][:3]:
+            lines.append(
+                f"{'':<6}  {m['keys']:<20}{'':>14}{m['count']:>6}   ({m['keys_from_nearest_real']} keys off)"
+            )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
 # The run
 # --------------------------------------------------------------------------------------------
 
@@ -594,6 +688,7 @@ class GenerateResult:
             "expert_successes": successes,
             "expert_success_rate": successes / n if n else 0.0,
             "variant": sum(r["kind"] == "variant" for r in self.records if r["file"]),
+            "key_sequences": key_sequence_distribution(self.records),
         }
 
     def summary_line(self) -> str:
@@ -830,6 +925,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(1, f"error: {exc}\n")
     if result.paths and not args.quiet:
         sys.stdout.write(format_summary(summarize_episodes(result.paths)) + "\n\n")
+        sys.stdout.write(format_key_sequence_distribution(result.totals["key_sequences"]) + "\n\n")
     sys.stdout.write(result.summary_line() + "\n")
     return 0 if result.paths else 1
 

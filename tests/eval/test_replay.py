@@ -1,16 +1,88 @@
-"""The calibration demo: core key sequences replayed in every scene, with decodable videos."""
+"""The calibration table: every real key sequence replayed in every scene, with one video per sequence."""
 
 from __future__ import annotations
 
-from eval.replay import main
+import json
+
+import pytest
+
+import eval.replay as replay
+from eval.replay import main, outcome_of
 from eval.video import read_video
+from mvla_sim.facts import REAL_KEY_SEQUENCES, RealKeySequence
 
 
-def test_replay_calibration_holds_and_writes_one_video_per_run(tmp_path, capsys):
-    assert main(["--videos-dir", str(tmp_path)]) == 0
-    assert "calibration holds" in capsys.readouterr().out
-    videos = sorted(tmp_path.glob("*.mp4"))
-    assert len(videos) == 8
-    assert sum(v.name.endswith("__success.mp4") for v in videos) == 4
+def test_replay_prints_the_calibration_table_and_writes_one_video_per_sequence(tmp_path, capsys):
+    table = tmp_path / "calibration.json"
+    args = ["--videos-dir", str(tmp_path / "videos"), "--randomized", "3", "--json", str(table), "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "calibration holds: all 9 real sequences" in out
+    lines = [line for line in out.splitlines() if line.startswith("| `")]
+    assert len(lines) == len(REAL_KEY_SEQUENCES)
+    assert "| left-day | left-evening | right-day | right-evening |" in out and "min clearance (m)" in out
+
+    rows = json.loads(table.read_text())
+    for row, sequence in zip(rows, REAL_KEY_SEQUENCES, strict=True):
+        assert row["keys"] == sequence.keys and row["real_episodes"] == sequence.episodes
+        for cell, outcome in row["outcomes"].items():
+            assert outcome == ("success" if cell.startswith(sequence.side) else "wrong-side"), (row, cell)
+        assert row["min_clearance_m"] >= 0.09 and 0.15 <= row["distance_to_bottle_m"] <= 1.5
+        assert (row["end_xy_m"][1] > 0) == (sequence.side == "left")
+        assert row["randomized"]["episodes"] == 3 and 0 <= row["randomized"]["successes"] <= 3
+
+    videos = sorted((tmp_path / "videos").glob("*.mp4"))
+    assert len(videos) == len(REAL_KEY_SEQUENCES)
+    assert all(v.name.endswith("__success.mp4") for v in videos)
     frames = read_video(videos[0])
     assert len(frames) == 18 and frames[0].shape[0] % 2 == 0 and frames[0].shape[1] % 2 == 0
+
+
+def test_replay_reports_a_broken_calibration(monkeypatch, capsys):
+    straight = RealKeySequence("left", "W" * 17, 1, "made up: drives into the box")
+    monkeypatch.setattr(replay, "REAL_KEY_SEQUENCES", (REAL_KEY_SEQUENCES[0], straight))
+    assert main(["--no-videos", "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "calibration BROKEN: left W17" in out and "collision" in out
+
+
+@pytest.mark.parametrize(
+    "info, outcome",
+    [
+        ({"is_success": True}, "success"),
+        ({"is_success": False, "collided": True}, "collision"),
+        ({"is_success": False, "collided": False, "side_passed": "none"}, "not-past-box"),
+        (
+            {"is_success": False, "collided": False, "side_passed": "left", "instructed_side": "right"},
+            "wrong-side",
+        ),
+        (
+            {
+                "is_success": False,
+                "collided": False,
+                "side_passed": "left",
+                "instructed_side": "left",
+                "bottle_in_view": False,
+            },
+            "out-of-view",
+        ),
+        (
+            {
+                "is_success": False,
+                "collided": False,
+                "side_passed": "left",
+                "instructed_side": "left",
+                "bottle_in_view": True,
+            },
+            "outside-goal",
+        ),
+    ],
+)
+def test_outcome_names(info, outcome):
+    assert outcome_of(info) == outcome
+
+
+def test_bad_randomized_count_is_a_one_line_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--randomized", "-1", "--no-videos"])
+    assert exc.value.code == 2 and capsys.readouterr().err.strip().startswith("error: --randomized -1")

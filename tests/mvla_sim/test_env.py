@@ -12,7 +12,14 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import mvla_sim
-from mvla_sim.facts import CORE_KEY_SEQUENCES, INSTRUCTIONS, KEY_ACTIONS, key_sequence_actions
+from mvla_sim.facts import (
+    CORE_KEY_SEQUENCES,
+    INSTRUCTIONS,
+    KEY_ACTIONS,
+    KEY_PRESS_DURATION_S,
+    key_sequence_actions,
+)
+from mvla_sim.scene import load_scene_spec
 from policies.baselines import make_baseline
 
 SMALL = (64, 36)
@@ -115,27 +122,6 @@ def test_same_seed_same_frames_in_two_processes():
     assert _digest_in_subprocess() == h.hexdigest() == _digest_in_subprocess()
 
 
-@pytest.mark.parametrize("lighting", ["day", "evening"])
-@pytest.mark.parametrize("side", ["left", "right"])
-def test_core_sequence_succeeds_in_own_scene_and_fails_side_rule_in_mirrored(side, lighting):
-    actions = key_sequence_actions(CORE_KEY_SEQUENCES[side])
-    other = "right" if side == "left" else "left"
-    _, own = rollout(make(mvla_sim.env_id(side, lighting), randomize=False), actions)
-    assert own[-1]["is_success"], own[-1]
-    assert not own[-1]["collided"] and own[-1]["side_passed"] == side and own[-1]["steps"] == 17
-    _, mirrored = rollout(make(mvla_sim.env_id(other, lighting), randomize=False), actions)
-    assert not mirrored[-1]["is_success"]
-    assert mirrored[-1]["side_passed"] == side != mirrored[-1]["instructed_side"]
-
-
-def test_driving_straight_ahead_collides_with_the_box():
-    _, infos = rollout(make(randomize=False), [KEY_ACTIONS["W"]] * 17)
-    assert infos[-1]["collided"] and not infos[-1]["is_success"]
-    assert infos[-1]["steps"] < 17  # terminated early by the collision
-    box_x = infos[0]["layout"]["box_center"][0]
-    assert infos[-1]["robot_xy"][0] < box_x
-
-
 @pytest.mark.parametrize("distance", ["close", "medium", "far"])
 def test_expert_succeeds_at_every_distance(distance):
     for env_id in ("MobileVLA-1BoxLeft-v0", "MobileVLA-1BoxRight-Evening-v0"):
@@ -152,6 +138,12 @@ def test_expert_succeeds_at_every_distance(distance):
             assert 0.0 < info["spl"] <= 1.0
 
 
+def _step_m(key: str) -> float:
+    drive = load_scene_spec().drive
+    speed = {"W": drive.forward_speed_mps, "A": drive.strafe_speed_mps, "Q": drive.diagonal_speed_mps}[key]
+    return speed * KEY_PRESS_DURATION_S
+
+
 def test_throttle_drive_ignores_magnitude_and_has_a_dead_zone():
     env = make(randomize=False)
     env.reset(seed=0)
@@ -159,24 +151,77 @@ def test_throttle_drive_ignores_magnitude_and_has_a_dead_zone():
     x_half = env.unwrapped.robot.pose.x
     env.reset(seed=0)
     env.step(np.array([1.15, 0.0], dtype=np.float32))
-    assert env.unwrapped.robot.pose.x == pytest.approx(x_half) == pytest.approx(0.132, abs=1e-3)
+    assert env.unwrapped.robot.pose.x == pytest.approx(x_half) == pytest.approx(_step_m("W"), abs=1e-3)
     env.reset(seed=0)
     env.step(np.array([0.1, 0.05], dtype=np.float32))
     assert env.unwrapped.robot.pose.x == 0.0 and env.unwrapped.robot.pose.y == 0.0
+
+
+def test_throttle_drive_has_a_calibrated_speed_per_key_direction():
+    env = make(randomize=False)
+    env.reset(seed=0)
+    steps = env.unwrapped.key_steps_m()
+    assert steps["W"] == pytest.approx((_step_m("W"), 0.0))
+    assert steps["S"] == pytest.approx((-_step_m("W"), 0.0))
+    assert steps["A"] == pytest.approx((0.0, _step_m("A")))
+    assert steps["D"] == pytest.approx((0.0, -_step_m("A")))
+    diag = _step_m("Q") / np.sqrt(2)
+    assert steps["Q"] == pytest.approx((diag, diag)) and steps["E"] == pytest.approx((diag, -diag))
+    for key, (dx, dy) in steps.items():
+        env.reset(seed=0)
+        x0, y0 = env.unwrapped.robot.pose.x, env.unwrapped.robot.pose.y
+        env.step(np.asarray(KEY_ACTIONS[key][:2], dtype=np.float32))
+        moved = (env.unwrapped.robot.pose.x - x0, env.unwrapped.robot.pose.y - y0)
+        assert moved == pytest.approx((dx, dy), abs=1e-9), key
+    drive = load_scene_spec().drive
+    between = drive.speed_mps(np.radians(22.5))
+    assert between == pytest.approx((drive.forward_speed_mps + drive.diagonal_speed_mps) / 2)
 
 
 def test_velocity_drive_is_proportional():
     env = make(randomize=False, drive_model="velocity")
     env.reset(seed=0)
     env.step(np.array([0.575, 0.0], dtype=np.float32))
-    assert env.unwrapped.robot.pose.x == pytest.approx(0.066, abs=1e-3)
+    assert env.unwrapped.robot.pose.x == pytest.approx(_step_m("W") / 2, abs=1e-3)
 
 
 def test_three_vector_action_and_clipping_accepted():
     env = make(randomize=False)
     env.reset(seed=0)
     _, _, _, _, info = env.step(np.array([5.0, 0.0, 0.0]))
-    assert info["robot_xy"][0] == pytest.approx(0.132, abs=1e-3)
+    assert info["robot_xy"][0] == pytest.approx(_step_m("W"), abs=1e-3)
+
+
+def test_min_clearance_is_the_footprint_gap_and_zero_on_collision():
+    spec = load_scene_spec()
+    env = make(randomize=False)
+    _, info = env.reset(seed=0)
+    box_x = spec.obstacle_distance_m["medium"]
+    gap_to_box = box_x - spec.box.half_extents_m[0] - spec.robot.half_extents_m[0]
+    gap_to_wall = spec.corridor.half_width_m - spec.robot.half_extents_m[1]
+    gap_to_back_wall = -spec.corridor.x_min_m - spec.robot.half_extents_m[0]
+    assert info["min_clearance_m"] == pytest.approx(min(gap_to_box, gap_to_wall, gap_to_back_wall))
+    _, infos = rollout(env, [KEY_ACTIONS["W"]] * 17)
+    assert (
+        infos[-1]["collided"]
+        and infos[-1]["min_clearance_m"] == 0.0
+        and infos[-1]["min_clearance_to"] == "box"
+    )
+
+
+def test_randomization_settings_hard_is_wider_and_unknown_is_refused():
+    spec = load_scene_spec()
+    default, hard = spec.randomization["default"], spec.randomization["hard"]
+    assert hard.box_xy_m[0] > default.box_xy_m[0] and hard.speed_scale[1] > default.speed_scale[1]
+    env = make(randomization="hard")
+    _, info = env.reset(seed=3)
+    assert info["randomization"] == "hard" and info["layout"]["randomization"] == "hard"
+    speed = info["layout"]["speed_scale"]
+    assert hard.speed_scale[0] <= speed <= hard.speed_scale[1]
+    _, info = make(randomize=False, randomization="hard").reset(seed=3)
+    assert info["randomization"] == "none"
+    with pytest.raises(ValueError, match="default"):
+        make(randomization="extreme")
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ def test_bundled_spec_documents_every_section():
         "bottle",
         "obstacle_distance_m",
         "robot",
+        "start",
         "drive",
         "success",
         "randomization",
@@ -49,4 +50,16 @@ def test_layout_nominal_without_randomization_and_seeded_with_it():
     b = sample_layout(spec, "left", "day", "medium", np.random.default_rng(7), randomize=True)
     c = sample_layout(spec, "left", "day", "medium", np.random.default_rng(8), randomize=True)
     assert a == b and a != c
-    assert abs(a.box_center[1]) <= spec.randomization.box_xy_m[1]
+    assert abs(a.box_center[1]) <= spec.randomization["default"].box_xy_m[1]
+    assert nominal.start_xy == (0.0, spec.start.lateral_offset_m) and a.randomization == "default"
+    hard = sample_layout(spec, "left", "day", "medium", np.random.default_rng(7), randomize="hard")
+    assert hard.randomization == "hard" and hard != a
+    with pytest.raises(ValueError, match="hard"):
+        sample_layout(spec, "left", "day", "medium", np.random.default_rng(7), randomize="wild")
+
+
+def test_spec_requires_both_randomization_settings():
+    data = json.loads(DEFAULT_SCENE.read_text())
+    del data["randomization"]["hard"]
+    with pytest.raises(ValueError, match="hard"):
+        SceneSpec.from_dict(data)

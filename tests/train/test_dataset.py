@@ -207,6 +207,21 @@ def test_bad_settings_and_empty_folders(tmp_path):
         EpisodeSource(tmp_path, channel_order="grb")  # type: ignore[arg-type]
 
 
+def test_too_few_episodes_for_a_validation_episode_say_so_and_name_the_fix(tmp_path, write_synthetic):
+    for i, (side, evening) in enumerate([("left", False), ("left", True), ("right", False), ("right", True)]):
+        write_synthetic(tmp_path, side=side, evening=evening, index=i)
+    assert len(EpisodeWindowDataset(tmp_path, subset="train", windows="episode")) == 4
+    with pytest.raises(ValueError) as exc:
+        EpisodeWindowDataset(tmp_path, subset="val", windows="episode")
+    message = str(exc.value)
+    assert "4 episodes are too few to hold out a validation episode" in message and "\n" not in message
+    assert "add episodes" in message and "--split sorted: 3 train, 1 val" in message
+    sorted_val = EpisodeWindowDataset(tmp_path, subset="val", split="sorted", windows="episode")
+    assert len(sorted_val.episodes) == 1
+    with pytest.raises(ValueError, match="lower it"):
+        EpisodeWindowDataset(tmp_path, subset="val", train_fraction=1.0)
+
+
 def test_every_step_windows_match_what_the_deployed_policy_sees(tmp_path, write_synthetic):
     """Causal windows: at decision t the head has run over frames max(0, t-7)..t from a zero state
     (the fork's head history); nothing is padded in front, and only decision t is supervised."""

@@ -91,6 +91,27 @@ def test_missing_data_folder_is_a_one_line_error(tmp_path, capsys):
     assert err.startswith("error:") and "nope" in err and "\n" not in err
 
 
+def test_too_few_episodes_to_validate_is_a_one_line_error_naming_the_fix(tmp_path, capsys, write_synthetic):
+    for i, (side, evening) in enumerate([("left", False), ("left", True), ("right", False), ("right", True)]):
+        write_synthetic(tmp_path / "data", side=side, evening=evening, index=i)
+    args = [
+        "--data",
+        str(tmp_path / "data"),
+        "--run-dir",
+        str(tmp_path / "r"),
+        "--quiet",
+        "--split",
+        "stratified",
+    ]
+    assert finetune_main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("error: data: 4 episodes are too few to hold out a validation episode")
+        and "\n" not in err
+    )
+    assert "--split sorted" in err and "max() arg" not in err
+
+
 def test_standardize_features_folds_mean_and_std_into_the_final_layer_norm(sim_data):
     from train.dataset import EpisodeWindowDataset, collate
     from train.finetune import DEFAULT_CONFIG, load_config

@@ -15,6 +15,7 @@ from mvla_sim.facts import (
     EVENT_STOP_ACTION,
     INSTRUCTIONS,
     KEY_ACTIONS,
+    real_key_sequences,
 )
 from train.episodes import ATTR_KEYS, parse_episode_name, read_episode
 from train.generate import (
@@ -161,6 +162,35 @@ def test_noise_stores_executed_keys_and_names_variants(tmp_path: Path) -> None:
     assert [r["success"] for r in dropped.records] == [r["success"] for r in result.records]
 
 
+def test_noise_free_episodes_press_real_sequences_or_close_corrections(
+    clean_run: tuple[GenerateConfig, list[Path]],
+) -> None:
+    config, paths = clean_run
+    report = json.loads((config.out / REPORT_FILE).read_text())
+    table = report["totals"]["key_sequences"]
+    for side in ("left", "right"):
+        real = real_key_sequences(side)
+        assert [r["keys"] for r in table[side]["real"]] == [s.keys for s in real]
+        assert [r["real_episodes"] for r in table[side]["real"]] == [s.episodes for s in real]
+        written = [r["keys"] for r in report["episodes"] if r["scenario"].startswith(side)]
+        assert table[side]["written"] == len(written) == 2
+        exact = sum(r["sim_episodes"] for r in table[side]["real"])
+        assert exact + table[side]["other"]["sim_episodes"] == len(written)
+        for keys in written:
+            assert min(sum(a != b for a, b in zip(keys, s.keys, strict=True)) for s in real) <= 4, keys
+
+
+def test_at_the_default_noise_the_expert_recovers_in_the_large_majority(tmp_path: Path) -> None:
+    config = GenerateConfig(episodes=40, out=tmp_path, image_size=SMALL, keep_failures=True)
+    assert config.noise == 0.1
+    result = run_generation(config, progress=False)
+    totals = result.totals
+    assert totals["expert_success_rate"] >= 0.9, totals
+    assert totals["variant"] >= 20  # noise was injected, and the successes show the recoveries
+    keys = "".join(r["keys"] for r in result.records)
+    assert set(keys) <= set("WQADE")  # the teleoperators' keys only
+
+
 def test_no_evening_suffix_keeps_lighting_in_attributes(tmp_path: Path) -> None:
     (path,) = generate_episodes(
         small_config(tmp_path, episodes=1, mix="left_evening=1", evening_suffix=False)
@@ -250,6 +280,7 @@ def test_cli_writes_episodes_and_prints_summary(tmp_path: Path, capsys: pytest.C
     assert code == 0
     stdout = capsys.readouterr().out
     assert "Episodes per scenario" in stdout and "Key presses" in stdout
+    assert "Key sequences written, beside the teleoperators' real ones" in stdout
     assert "expert success 2/2" in stdout.splitlines()[-1]
     assert len(list(out.glob("episode_*.h5"))) == 2
     assert json.loads((out / CONFIG_FILE).read_text())["seed"] == 3
