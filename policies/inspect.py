@@ -186,6 +186,7 @@ _PROFILE_KEYS = (
     "token_layout",
     "decode",
     "first_action_zero",
+    "episode_start",
     "action_clip",
     "drive_rule",
 )

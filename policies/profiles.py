@@ -8,8 +8,9 @@ its run recorded) and the user's overrides:
   bilinear resize of the frame, ``/255`` (CLIP mean/std from 2026-02-03), the instruction its
   era used (one constant string up to 2025-12-05, the episode's own after), the prompt
   ``<grounding>An image of a robot {instruction}`` tokenized as the fork's collater does (no
-  padding), the causal window; the action decoded from the first chunk element of the newest
-  step (x 1.15, or the class map);
+  padding), the causal window, whose history starts, as every recorded episode does, with the
+  ``episode_start`` frame (the first observation, counted twice); the action decoded from the
+  first chunk element of the newest step (x 1.15, or the class map);
 * ``as_deployed``: exactly the team's inference server and robot client (FACTS.md, "How the team
   deploys"): the client's 224x224 resize + JPEG + base64 (``transport="jpeg"``), the server's
   bicubic resize, ``/255`` + CLIP, the prompt padded to ``tokenizer.max_text_len``, the head's own
@@ -243,6 +244,11 @@ class InferenceSettings:
     decode: str = "regression"
     first_action_zero: bool = False
     """The team's server answers [0, 0] to the first call after a reset."""
+    episode_start: bool = False
+    """The first observation after a reset also stands for the episode's frame 0 (``episode_start``,
+    zero action, the same image as frame 1 in every recorded episode): the head's history starts
+    with it twice, as in every training episode, and the first action is the one for frame 1.
+    Closed loop only: ``trace()`` runs the head over the frames it is given."""
     action_clip: float = ENV_ACTION_BOUND
     gain: float = 1.0
     """Multiplier on the decoded action before the clip (a knob, not part of either pipeline)."""
@@ -416,6 +422,7 @@ def resolve(
             token_layout=recipe.token_layout,
             decode=decode,
             first_action_zero=False,
+            episode_start=True,
             action_clip=ENV_ACTION_BOUND,
             drive_rule="none",
             era=decision.era,

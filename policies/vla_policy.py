@@ -99,6 +99,7 @@ class VLAPolicy:
         self.step = 0
         self.predictions = 0
         self.frames_encoded = 0
+        self._tracing = False
 
     # ---------------------------------------------------------------- constructors
     @classmethod
@@ -178,12 +179,14 @@ class VLAPolicy:
         cfg, s = self.config, self.options
         pixels = preprocess_frame(obs["image"], s, cfg.image_size, cfg.image_mean, cfg.image_std)
         pixels = pixels.to(self.model.device, self.model.dtype)
+        copies = 2 if (self.step == 0 and s.episode_start and not self._tracing) else 1
         with torch.no_grad():
             if s.use_feature_cache:
-                self._features.append(self.model.encode_frames(pixels[None], self._text)[0])
+                feature = self.model.encode_frames(pixels[None], self._text)[0]
+                self._features.extend([feature] * copies)
                 self.frames_encoded += 1
             else:
-                self._frames.append(pixels)
+                self._frames.extend([pixels] * copies)
             if s.temporal_ensemble:
                 self._chunks.append((self.step, self._predict()))
                 raw = self._ensembled()
@@ -205,6 +208,9 @@ class VLAPolicy:
     def trace(self, frames: Sequence[np.ndarray] | np.ndarray, instruction: str) -> dict[str, np.ndarray]:
         """Reset, then act on every frame: the raw head outputs and the actions.
 
+        The frames are the model's frames, e.g. an episode file's (frame 0 its ``episode_start``):
+        the closed-loop ``episode_start`` duplication does not apply.
+
         Returns:
             ``{"chunks": float32 [T, chunk, out], "actions": float32 [T, 2]}``: at each step the
             head's output at its newest position (before decoding) and what ``act()`` returned.
@@ -215,9 +221,13 @@ class VLAPolicy:
             )
         self.reset(instruction)
         chunks, actions = [], []
-        for frame in frames:
-            actions.append(self.act({"image": np.asarray(frame), "instruction": instruction}))
-            chunks.append(self.last_output)
+        self._tracing = True
+        try:
+            for frame in frames:
+                actions.append(self.act({"image": np.asarray(frame), "instruction": instruction}))
+                chunks.append(self.last_output)
+        finally:
+            self._tracing = False
         return {
             "chunks": np.stack(chunks).astype(np.float32),
             "actions": np.stack(actions).astype(np.float32),

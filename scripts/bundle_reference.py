@@ -52,6 +52,7 @@ def slim_copy(src: Path, dst: Path, best_k: dict[str, float] | None, note: str) 
     with tempfile.NamedTemporaryFile(dir=dst.parent, prefix=f".{dst.name}.", delete=False) as fh:
         torch.save(ckpt, fh)
         tmp = Path(fh.name)
+    tmp.chmod(0o644)
     os.replace(tmp, dst)
 
 

@@ -94,7 +94,8 @@ def test_trace_records_head_outputs_and_decoded_actions(model, frames):
     expected = np.stack([decode_action(c[0], policy.options) for c in trace["chunks"]])
     np.testing.assert_allclose(trace["actions"], expected, rtol=1e-6)
     np.testing.assert_array_equal(policy.last_output, trace["chunks"][-1])
-    np.testing.assert_array_equal(run(make_policy(model), frames), trace["actions"])  # trace is act()
+    # trace is act() on the frames as given (no closed-loop episode_start duplication)
+    np.testing.assert_array_equal(run(make_policy(model, episode_start=False), frames), trace["actions"])
 
 
 def test_trace_keeps_the_forks_head_history(model, frames):
@@ -148,7 +149,7 @@ def test_trace_refuses_a_queue_or_an_ensemble(model, frames):
 
 # ------------------------------------------------------------------------------ queue and ensemble
 def test_execute_steps_serves_the_chunk_and_reset_clears_it(model, frames):
-    policy = make_policy(model, execute_steps=3)
+    policy = make_policy(model, execute_steps=3, episode_start=False)
     actions = run(policy, frames[:7])
     assert policy.predictions == 3  # steps 0, 3, 6
     assert len(policy._queue) == 2 and policy.frames_encoded == 7
@@ -161,7 +162,7 @@ def test_execute_steps_serves_the_chunk_and_reset_clears_it(model, frames):
 
 
 def test_temporal_ensemble_averages_overlapping_chunks(model, frames):
-    policy = make_policy(model, temporal_ensemble=True, ensemble_decay=0.5)
+    policy = make_policy(model, temporal_ensemble=True, ensemble_decay=0.5, episode_start=False)
     actions = run(policy, frames[:2])
     assert policy.predictions == 2
     chunks = make_policy(model).trace(frames[:2], LEFT)["chunks"]
@@ -174,6 +175,22 @@ def test_temporal_ensemble_averages_overlapping_chunks(model, frames):
     policy.step = 1
     value = (0.2 * w[0] - 0.4 * w[1]) / w.sum()
     np.testing.assert_allclose(policy._ensembled(), [value, value])
+
+
+def test_closed_loop_history_starts_with_the_episode_start_frame(model, frames):
+    """Every recorded episode starts with episode_start (frame 0, the same image as frame 1): in
+    closed loop as_trained, the first observation is both, so the history is [o0, o0, o1, ...]
+    and the first action is the one training taught for frame 1; as_deployed feeds the server
+    frame by frame (its first answer is [0, 0], and the robot then sends that image again)."""
+    policy = make_policy(model)
+    assert policy.options.episode_start is True
+    actions = run(policy, frames[:5])
+    doubled = make_policy(model).trace([frames[0], *frames[:5]], LEFT)
+    np.testing.assert_allclose(actions, doubled["actions"][1:], rtol=1e-5, atol=1e-6)
+    assert policy.frames_encoded == 5  # the first frame is encoded once, used twice
+    plain = make_policy(model, episode_start=False)
+    assert np.abs(run(plain, frames[:5]) - actions).max() > 1e-4
+    assert resolve(model.config.replace(head_type="MobileVLALSTMDecoder"), "as_deployed").settings.episode_start is False
 
 
 # ------------------------------------------------------------------------------ profiles in the loop
