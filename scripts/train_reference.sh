@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EPOCHS="${EPOCHS:-20}"
-EPOCHS_BUNDLED="${EPOCHS_BUNDLED:-3,5,19}"
+EPOCHS_BUNDLED="${EPOCHS_BUNDLED:-4,10,19}"
 python -m train.generate --episodes 480 --out data/sim_reference --seed 7 --workers 2 --quiet
 rm -rf runs/reference
 python -m train.finetune --data data/sim_reference --run-dir runs/reference --max-epochs "$EPOCHS" --seed 123 \
