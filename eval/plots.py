@@ -105,24 +105,35 @@ def plot_valloss_vs_success(summary: dict[str, Any], path: Path) -> Path | None:
     if not pts:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 4.0))
-    for i, p in enumerate(sorted(pts, key=lambda q: q["val_loss"])):
-        o = p["overall"]
-        r = o["success_rate"]
-        ax.errorbar(
-            p["val_loss"],
-            r,
-            yerr=[[r - o["ci95_low"]], [o["ci95_high"] - r]],
-            fmt="o",
-            capsize=4,
-            color="#1565c0",
+    profiles = list(dict.fromkeys(p.get("profile") or "as_trained" for p in pts))
+    styles = [("o", "#1565c0"), ("s", "#e65100"), ("^", "#2e7d32")]
+    for k, profile in enumerate(profiles):
+        marker, color = styles[k % len(styles)]
+        group = sorted(
+            (p for p in pts if (p.get("profile") or "as_trained") == profile), key=lambda q: q["val_loss"]
         )
-        ax.annotate(  # staggered so that neighbouring labels do not overlap
-            p["policy_id"],
-            (p["val_loss"], r),
-            textcoords="offset points",
-            xytext=(6, 6 + 12 * (i % 3)),
-            fontsize=8,
-        )
+        for i, p in enumerate(group):
+            o = p["overall"]
+            r = o["success_rate"]
+            ax.errorbar(
+                p["val_loss"],
+                r,
+                yerr=[[r - o["ci95_low"]], [o["ci95_high"] - r]],
+                fmt=marker,
+                capsize=4,
+                color=color,
+                label=profile if i == 0 and len(profiles) > 1 else None,
+            )
+            if k == 0:  # checkpoint names once (the other profiles share the x positions)
+                ax.annotate(  # staggered so that neighbouring labels do not overlap
+                    p["policy_id"].split("@", 1)[0],
+                    (p["val_loss"], r),
+                    textcoords="offset points",
+                    xytext=(6, 6 + 12 * (i % 3)),
+                    fontsize=8,
+                )
+    if len(profiles) > 1:
+        ax.legend(fontsize=8, loc="best", title="profile", title_fontsize=8)
     ra = summary.get("rank_agreement") or {}
     title = "val_loss vs closed-loop success"
     if ra.get("spearman_rho") is not None:
