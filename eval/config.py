@@ -378,11 +378,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a policy setting, repeatable. For checkpoints: device=cuda, dtype=bfloat16, dead_zone=0.1, "
-        "execute_steps=2, temporal_ensemble=true ... (results on a GPU may differ in the last bits between "
+        help="a policy setting, repeatable. For checkpoints: device=cuda, dtype=bfloat16, era=2025-11-20, "
+        "token_layout=upstream, dead_zone=0.1, execute_steps=2 ... (results on a GPU may differ in the last bits between "
         "runs). For server URLs: api_key=... (default: $VLA_API_KEY; never written to disk), timeout_s=1.0, "
         "retries=0, strategy=chunk_reuse|receding_horizon (default: none sent, as the robot), "
         "keep_alive=false. Recorded in summary.json",
+    )
+    g.add_argument(
+        "--backbone-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="local microsoft/kosmos-2-patch14-224 folder for real checkpoints whose config names a hub id or "
+        "a path of the training machine (default: $MVLA_KOSMOS2_DIR, else .vlms/ under the run's repo)",
     )
     g.add_argument(
         "--max-server-faults",
@@ -419,8 +427,11 @@ def config_from_args(args: argparse.Namespace) -> RolloutConfig:
         args.episodes if args.episodes is not None else (QUICK_EPISODES if args.quick else DEFAULT_EPISODES)
     )
     videos = args.videos if args.videos is not None else (1 if args.quick else DEFAULT_VIDEOS)
+    options = parse_policy_options(args.policy_option)
+    if args.backbone_dir is not None:
+        options["backbone_dir"] = str(args.backbone_dir)
     return RolloutConfig(
-        policy_options=parse_policy_options(args.policy_option),
+        policy_options=options,
         ckpt=ckpt,
         runs=args.runs or DEFAULT_RUNS,
         # the default training output (runs/) may be empty: then the reference run is used;

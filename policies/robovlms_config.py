@@ -151,14 +151,13 @@ def resolve_backbone(
     """(backbone, how it was found). A preset name or a path; the path may not exist."""
     extra = cfg.get(MVLA_SECTION) or {}
     env_dir = os.environ.get(KOSMOS2_DIR_ENV)
+    value = str(extra.get("backbone") or "") if isinstance(extra, dict) else ""
+    if value in BACKBONE_PRESETS:
+        # a run of a random-weight preset has no folder: a Kosmos-2 folder given for real runs
+        # (argument or environment) does not apply to it
+        return value, f"{MVLA_SECTION}.backbone preset"
     if backbone_dir:
         return str(backbone_dir), "backbone_dir argument"
-    if isinstance(extra, dict) and extra.get("backbone"):
-        value = str(extra["backbone"])
-        if value in BACKBONE_PRESETS:
-            return value, f"{MVLA_SECTION}.backbone preset"
-    else:
-        value = ""
     if env_dir:
         return env_dir, f"${KOSMOS2_DIR_ENV}"
     raw = (

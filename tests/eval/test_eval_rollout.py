@@ -244,3 +244,21 @@ def test_written_records_have_exactly_the_documented_fields(tmp_path: Path) -> N
     assert tuple(json.loads(line)) == rec.RECORD_FIELDS
     for name in rec.RECORD_FIELDS:  # and the module docstring / dataclass document each of them
         assert name in rec.EpisodeRecord.__annotations__
+
+
+def test_backbone_dir_flag_reaches_checkpoint_policies_and_not_presets(tmp_path):
+    """--backbone-dir goes to every checkpoint policy (a real run's Kosmos-2 folder); a run of a
+    random-weight preset (the bundled reference) ignores it."""
+    from eval.config import build_parser, config_from_args
+    from policies.vla_policy import VLAPolicy
+
+    args = build_parser().parse_args(
+        ["--backbone-dir", str(tmp_path / "kosmos"), "--policy-option", "era=2025-11-20"]
+    )
+    cfg = config_from_args(args)
+    assert cfg.checkpoint_options() == {"backbone_dir": str(tmp_path / "kosmos"), "era": "2025-11-20"}
+    reference = sorted(
+        (Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "reference").glob("epoch_*.ckpt")
+    )[0]
+    policy = VLAPolicy.from_checkpoint(reference, backbone_dir=tmp_path / "kosmos")
+    assert policy.config.backbone == "tiny"
