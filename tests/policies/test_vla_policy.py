@@ -190,7 +190,10 @@ def test_closed_loop_history_starts_with_the_episode_start_frame(model, frames):
     assert policy.frames_encoded == 5  # the first frame is encoded once, used twice
     plain = make_policy(model, episode_start=False)
     assert np.abs(run(plain, frames[:5]) - actions).max() > 1e-4
-    assert resolve(model.config.replace(head_type="MobileVLALSTMDecoder"), "as_deployed").settings.episode_start is False
+    assert (
+        resolve(model.config.replace(head_type="MobileVLALSTMDecoder"), "as_deployed").settings.episode_start
+        is False
+    )
 
 
 # ------------------------------------------------------------------------------ profiles in the loop
