@@ -22,6 +22,7 @@ from eval.config import Cell
 from eval.policy_factory import PolicySpec
 from eval.records import EpisodeRecord
 from eval.video import EpisodeVideo, caption, video_name
+from policies.messages import one_line
 
 TIMEOUT_REASONS = ("box_not_passed", "goal_not_reached")
 """Failures that are time-outs: the horizon ran out before the goal (no collision, no wrong side)."""
@@ -50,12 +51,6 @@ class HarnessError:
     cell: str
     seed: int
     error: str
-
-
-def one_line(exc: BaseException) -> str:
-    """``"TypeName: message"`` on one line, at most 300 characters."""
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
 
 
 def _policy_failure(exc: BaseException, call: str, steps: int) -> str:
@@ -270,7 +265,6 @@ __all__ = [
     "failure_reason",
     "is_server_fault",
     "latency_stats",
-    "one_line",
     "outcome_label",
     "run_episode",
 ]

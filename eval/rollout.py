@@ -39,13 +39,14 @@ from eval.config import (
     config_from_args,
     episode_seed,
 )
-from eval.episode import EpisodeTask, HarnessError, is_server_fault, one_line
+from eval.episode import EpisodeTask, HarnessError, is_server_fault
 from eval.policy_factory import PolicySpec, build_policy, checkpoint_specs, other_spec
 from eval.provenance import check_resume, environment_info
 from eval.records import EpisodeRecord
 from eval.select import SelectionError, resolve_checkpoints
 from eval.video import video_name
 from eval.workers import WorkerPool, configure_torch, make_env
+from policies.messages import one_line
 
 logger = logging.getLogger("eval.rollout")
 

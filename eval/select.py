@@ -11,8 +11,8 @@ logger folders ``version_N/metrics.csv``. The val_loss of a checkpoint comes fro
 2. the file name (``val_loss=0.067`` or ``val_loss=val_loss=0.067``);
 3. ``metrics.csv`` (``epoch,val_loss`` rows), matched to the epoch in the file name.
 
-Only the callback state is read from a checkpoint (``torch.load(mmap=True)``): weights stay on
-disk.
+Only the callback state is read from a checkpoint (``policies.checkpoint_io.read_checkpoint``,
+memory-mapped): weights stay on disk.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from policies.messages import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -183,17 +185,12 @@ def read_checkpoint_meta(path: Path) -> dict[str, Any] | None:
     The file is memory-mapped, so the weights are not read. Returns None when the file cannot
     be read or holds no ModelCheckpoint state.
     """
-    import torch  # imported here: selection by file names alone needs no torch
+    from policies.checkpoint_io import CheckpointError, read_checkpoint  # torch: not for file names alone
 
     try:
-        try:
-            ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):
-                raise
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)  # legacy (non-zip) format
-    except Exception as exc:  # noqa: BLE001 - any unreadable file just has no metadata
-        logger.warning("could not read checkpoint metadata from %s: %s", path, _one_line(exc))
+        ckpt = read_checkpoint(path, mmap=True)
+    except CheckpointError as exc:  # any unreadable file just has no metadata
+        logger.warning("could not read checkpoint metadata: %s", exc)
         return None
     if not isinstance(ckpt, dict):
         return None
@@ -214,11 +211,6 @@ def read_checkpoint_meta(path: Path) -> dict[str, Any] | None:
                 }
                 break
     return meta
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def read_metrics_csv(run_dir: Path) -> tuple[dict[int, float], list[Path]]:
@@ -249,7 +241,7 @@ def read_metrics_csv(run_dir: Path) -> tuple[dict[int, float], list[Path]]:
                     if loss is not None:
                         metrics[int(float(epoch_text))] = loss
         except (OSError, ValueError, csv.Error) as exc:
-            logger.warning("could not read %s: %s", csv_path, _one_line(exc))
+            logger.warning("could not read %s: %s", csv_path, one_line(exc))
     return metrics, files
 
 

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from eval.config import Cell, RolloutConfig
-from eval.episode import EpisodeTask, HarnessError, one_line, run_episode
+from eval.episode import EpisodeTask, HarnessError, run_episode
 from eval.policy_factory import PolicySpec, build_policy, import_target
 from eval.records import EpisodeRecord
+from policies.messages import one_line
 
 logger = logging.getLogger("eval.rollout")
 

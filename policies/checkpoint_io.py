@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from policies.checkpoint_keys import LIGHTNING_PREFIX, strip_lightning_prefix
+from policies.messages import first_line as one_line
 from policies.vla_config import ConfigError, VLAConfig
 
 logger = logging.getLogger(__name__)
@@ -28,15 +29,6 @@ logger = logging.getLogger(__name__)
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be read or does not fit the model (one-line message naming the file)."""
-
-
-def one_line(exc: BaseException) -> str:
-    """``Type: first line`` of an exception, at most 200 characters."""
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else ""
-    if len(text) > 120 and ". " in text:
-        text = text.split(". ", 1)[0]
-    return f"{type(exc).__name__}: {text}"[:200]
 
 
 def read_checkpoint(
