@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 import mvla_sim
-from eval.video import EpisodeVideo, caption
+from eval.results.video import EpisodeVideo, caption
 from mvla_sim.facts import LIGHTINGS, REAL_KEY_SEQUENCES, SIDES, RealKeySequence, key_sequence_actions
 
 SCENES: tuple[tuple[str, str], ...] = tuple((side, lighting) for side in SIDES for lighting in LIGHTINGS)
