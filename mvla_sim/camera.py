@@ -1,5 +1,8 @@
 """The robot's forward camera: pose, projection, lighting and sensor model (exposure, noise, lens).
 
+The sensor model's numbers come from the appearance (``mvla_sim.appearance``): exposure, white
+balance and noise per lighting, then vignetting, blur, gamma, saturation, lens and JPEG.
+
 Rendering uses PyBullet's CPU TinyRenderer by default (headless, bit-for-bit deterministic);
 the EGL hardware renderer is optional where its plugin loads.
 """
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pybullet as p
 
+from mvla_sim.appearance import CameraResponse, jpeg_round_trip, tone, vignette_gain
 from mvla_sim.scene import LightingSpec, RobotSpec
 
 RENDERERS: tuple[str, ...] = ("tiny", "egl")
@@ -63,6 +67,7 @@ class Camera:
         height: int,
         renderer: str = "tiny",
         lens_distortion: float = 0.0,
+        response: CameraResponse | None = None,
     ) -> None:
         if renderer not in RENDERERS:
             raise ValueError(f"renderer={renderer!r} is not valid; choose one of {list(RENDERERS)}")
@@ -79,9 +84,17 @@ class Camera:
             self._load_egl()
         self.lens_distortion = lens_distortion
         self._barrel = barrel_map(width, height, lens_distortion) if lens_distortion > 0 else None
+        self.set_response(response or CameraResponse())
         # Unit Gaussian noise, drawn once; each frame takes a window at an offset drawn from the
         # env's seeded generator (cheap, and reproducible like everything else).
         self._noise_bank = np.random.default_rng(0).standard_normal(4 * width * height * 3, dtype=np.float32)
+
+    def set_response(self, response: CameraResponse) -> None:
+        """Use ``response`` (vignetting, blur, gamma, saturation, JPEG) from the next frame on."""
+        self.response = response
+        self._vignette = (
+            vignette_gain(self.width, self.height, response.vignetting) if response.vignetting > 0 else None
+        )
 
     def _load_egl(self) -> None:
         import pkgutil
@@ -132,10 +145,12 @@ class Camera:
         color_scale: tuple,
         rng: np.random.Generator,
     ) -> np.ndarray:
-        """Exposure, white balance, colour jitter, Gaussian sensor noise and the optional lens model."""
+        """Exposure, white balance, colour jitter, the camera response (vignetting, blur, gamma,
+        saturation), Gaussian sensor noise, the lens distortion and the JPEG round trip."""
         gain = np.asarray(light.white_balance_rgb) * np.asarray(color_scale) * light.exposure * light_scale
         img = raw.astype(np.float32)
         img *= gain.astype(np.float32)
+        img = tone(img, self.response, self._vignette)
         if light.sensor_noise_std > 0:
             start = int(rng.integers(0, self._noise_bank.size - img.size))
             noise = self._noise_bank[start : start + img.size].reshape(img.shape)
@@ -144,7 +159,7 @@ class Camera:
         out = img.astype(np.uint8)
         if self._barrel is not None:
             out = out[self._barrel[0], self._barrel[1]]
-        return out
+        return jpeg_round_trip(out, self.response.jpeg_quality)
 
     def point_in_view(self, pose: CameraPose, point: np.ndarray, margin_deg: float) -> bool:
         """Whether a world point projects inside the field of view, ``margin_deg`` away from its edges."""

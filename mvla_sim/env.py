@@ -9,6 +9,7 @@ import string
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pybullet as p
 from gymnasium import spaces
 from pybullet_utils import bullet_client
 
+from mvla_sim.appearance import Appearance, load_appearance
 from mvla_sim.camera import RENDERERS, Camera, camera_pose
 from mvla_sim.facts import (
     ACTION_HIGH,
@@ -146,9 +148,10 @@ class MobileVLAEnv(gym.Env):
     | max_steps | ``17`` | actions before truncation |
     | terminate_on_success | ``False`` | end the episode as soon as the success rule holds |
     | renderer | ``"tiny"`` | ``"tiny"`` (CPU TinyRenderer) or ``"egl"`` (GPU, where it loads) |
-    | lens_distortion | ``0.0`` | mild barrel distortion like the real lens, e.g. 0.15 |
+    | lens_distortion | the appearance's | barrel distortion (0 pinhole; 0.1-0.3 mild) overriding the appearance's |
     | render_mode | ``None`` | ``"rgb_array"``: camera view beside a top-down map with the path |
     | scene_spec | bundled | path of a scene spec JSON |
+    | appearance | ``"default"`` | what the renderer shows: a JSON path, a bundled name (``"default"``, ``"v0_tiles"``) or a dict (``mvla_sim.appearance``); geometry stays the scene spec's |
 
     ```python
     >>> import gymnasium as gym
@@ -184,16 +187,17 @@ class MobileVLAEnv(gym.Env):
         max_steps: int = EPISODE_ACTIONS,
         terminate_on_success: bool = False,
         renderer: str = "tiny",
-        lens_distortion: float = 0.0,
+        lens_distortion: float | None = None,
         render_mode: str | None = None,
         scene_spec: str | Path = DEFAULT_SCENE,
+        appearance: str | Path | dict | Appearance | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
             raise TypeError(
                 f"unknown MobileVLAEnv option(s) {sorted(unknown)}; valid options are "
                 "side, lighting, obstacle_distance, randomize, randomization, image_size, drive_model, throttle_percent, "
-                "max_steps, terminate_on_success, renderer, lens_distortion, render_mode, scene_spec"
+                "max_steps, terminate_on_success, renderer, lens_distortion, render_mode, scene_spec, appearance"
             )
         _check_choice("side", side, SIDES)
         _check_choice("lighting", lighting, LIGHTINGS)
@@ -208,10 +212,14 @@ class MobileVLAEnv(gym.Env):
             )
         if int(max_steps) < 1:
             raise ValueError(f"max_steps={max_steps!r} must be a positive number of actions")
-        if not 0.0 <= float(lens_distortion) <= 1.0:
+        if lens_distortion is not None and not 0.0 <= float(lens_distortion) <= 1.0:
             raise ValueError(f"lens_distortion={lens_distortion!r} must be within [0, 1] (0.1-0.2 is mild)")
 
-        self.spec_scene = load_scene_spec(scene_spec)
+        self.appearance = load_appearance(appearance)
+        if lens_distortion is None:
+            lens_distortion = self.appearance.camera.lens_distortion
+        # The appearance's lights replace the spec's (the spec keeps the calibrated geometry).
+        self.spec_scene = replace(load_scene_spec(scene_spec), lighting=self.appearance.lighting)
         _check_choice("randomization", randomization, tuple(self.spec_scene.randomization))
         self.side, self.lighting, self.obstacle_distance = side, lighting, obstacle_distance
         self.randomize = bool(randomize)
@@ -235,10 +243,16 @@ class MobileVLAEnv(gym.Env):
         with _quiet_stdout():  # PyBullet's C code prints "argv[0]=" on every DIRECT connect
             self._client = bullet_client.BulletClient(connection_mode=p.DIRECT)
         self._client.configureDebugVisualizer(p.COV_ENABLE_GUI, 0)
-        self.world = CorridorWorld(self._client, self.spec_scene)
+        self.world = CorridorWorld(self._client, self.spec_scene, self.appearance)
         self.robot = OmniBase(self._client, self.spec_scene.robot, self.spec_scene.drive)
         self.camera = Camera(
-            self._client, self.spec_scene.robot, width, height, renderer, float(lens_distortion)
+            self._client,
+            self.spec_scene.robot,
+            width,
+            height,
+            renderer,
+            float(lens_distortion),
+            self.appearance.camera,
         )
         self._map = TopDownMap(self.spec_scene, RENDER_HEIGHT) if render_mode == "rgb_array" else None
         self.layout: Layout | None = None
@@ -325,6 +339,34 @@ class MobileVLAEnv(gym.Env):
             self._client = None
         super().close()
 
+    # -- appearance: what the renderer shows (for fitting it to real frames) ----------------------
+    def set_appearance(self, appearance: str | Path | dict | Appearance) -> None:
+        """Render with ``appearance`` from the next frame on: colours, lights and camera response.
+
+        Textures, texture repeats, tape marks and the lens are built into the world and the camera:
+        an appearance that changes them needs a new env (``ValueError`` says so). The current
+        episode's layout keeps its sampled light direction and jitter.
+        """
+        new = load_appearance(appearance)
+        if new.camera.lens_distortion != self.appearance.camera.lens_distortion:
+            raise ValueError(
+                "set_appearance cannot change the lens distortion: build a new env with it instead"
+            )
+        self.world.apply_colors(new)
+        self.appearance = new
+        self.spec_scene = replace(self.spec_scene, lighting=new.lighting)
+        self.camera.set_response(new.camera)
+
+    def view_from(self, x: float, y: float, yaw: float) -> np.ndarray:
+        """The camera frame from base pose (x m, y m, yaw rad) in this episode's layout; the
+        episode's robot, path and outcome are left as they were."""
+        if self.layout is None:
+            raise RuntimeError("call reset() before view_from()")
+        lay, light = self.layout, self.spec_scene.lighting[self.lighting]
+        pose = camera_pose(x, y, yaw, lay.camera_pitch_deg, self.spec_scene.robot)
+        raw = self.camera.render_raw(pose, light, lay.light_direction, lay.light_scale)
+        return self.camera.sensor(raw, light, lay.light_scale, lay.color_scale, self.np_random)
+
     # -- privileged state, for the scripted expert and for evaluation ----------------------------
     def scene_state(self) -> dict[str, Any]:
         """Ground-truth state (privileged): layout, robot pose (m, rad), steps taken and remaining."""
@@ -388,16 +430,7 @@ class MobileVLAEnv(gym.Env):
         return arr if arr.shape == (3,) else np.append(arr, 0.0)
 
     def _render_camera(self) -> np.ndarray:
-        lay, light = self.layout, self.spec_scene.lighting[self.lighting]
-        pose = camera_pose(
-            self.robot.pose.x,
-            self.robot.pose.y,
-            self.robot.pose.yaw,
-            lay.camera_pitch_deg,
-            self.spec_scene.robot,
-        )
-        raw = self.camera.render_raw(pose, light, lay.light_direction, lay.light_scale)
-        return self.camera.sensor(raw, light, lay.light_scale, lay.color_scale, self.np_random)
+        return self.view_from(self.robot.pose.x, self.robot.pose.y, self.robot.pose.yaw)
 
     def _update_clearance(self, poses: list[tuple[float, float, float]]) -> None:
         if not poses:
@@ -457,6 +490,7 @@ class MobileVLAEnv(gym.Env):
             "seed": self._seed,
             "randomization": self.randomization,
             "renderer": self.camera.renderer,
+            "appearance": self.appearance.name,
             "drive_model": self.drive_model,
         }
 

@@ -1,6 +1,8 @@
 """The static corridor world in PyBullet: floor, walls, baseboards, cable, parcel box and bottle.
 
 Every call goes through the env's own ``BulletClient``, so several envs live in one process.
+Sizes and positions come from the scene spec (calibrated); textures, colours and the floor tape
+from the appearance (``mvla_sim.appearance``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pybullet as p
 
+from mvla_sim.appearance import Appearance, load_appearance
 from mvla_sim.scene import TEXTURES_DIR, Layout, SceneSpec
 
 
@@ -23,6 +26,8 @@ class WorldBodies:
     bottle: int
     cap: int
     cable: list[int]
+    surfaces: dict[str, list[int]]
+    """Visual bodies per appearance material (``mvla_sim.appearance.MATERIALS``)."""
 
     @property
     def obstacles(self) -> list[int]:
@@ -59,16 +64,43 @@ def _box_mesh(half: tuple) -> dict:
 class CorridorWorld:
     """Builds the corridor once per client; ``place`` moves the box and bottle for a new episode."""
 
-    def __init__(self, client, spec: SceneSpec) -> None:
+    def __init__(self, client, spec: SceneSpec, appearance: Appearance | None = None) -> None:
         self.client = client
         self.spec = spec
+        self.appearance = appearance if appearance is not None else load_appearance()
+        names = {m.texture for m in self.appearance.materials.values() if m.texture is not None}
         self._textures = {
-            name: client.loadTexture(str(TEXTURES_DIR / f"{name}.png"))
-            for name in ("floor_tile", "wall", "cardboard", "bottle_label")
+            name: client.loadTexture(str(TEXTURES_DIR / f"{name}.png")) for name in sorted(names)
         }
+        self._tint = (1.0, 1.0, 1.0)
         self.bodies = self._build()
+        self.apply_colors(self.appearance)
 
-    def _textured_quad(self, corners: np.ndarray, uv_repeat: tuple[float, float], texture: str) -> int:
+    def apply_colors(self, appearance: Appearance) -> None:
+        """Recolour every surface from ``appearance`` (same textures and tape marks: ``structure()``)."""
+        if appearance.structure() != self.appearance.structure():
+            raise ValueError(
+                f"appearance {appearance.name!r} changes textures or tape marks of {self.appearance.name!r}: "
+                "build a new env with it instead"
+            )
+        self.appearance = appearance
+        for material, bodies in self.bodies.surfaces.items():
+            rgb = np.asarray(appearance.materials[material].rgb)
+            if material == "box":
+                rgb = np.clip(rgb * np.asarray(self._tint), 0.0, 1.0)
+            for body in bodies:
+                self.client.changeVisualShape(body, -1, rgbaColor=[*rgb.tolist(), 1.0])
+
+    def _surface(self, corners: np.ndarray, length_m: tuple[float, float], material: str) -> int:
+        """A textured quad of ``material``; ``length_m`` is its extent along the u and v edges (m)."""
+        spec = self.appearance.materials[material]
+        tile = spec.tile_m or length_m
+        uv = (length_m[0] / tile[0], length_m[1] / tile[1])
+        if spec.texture is None:
+            return self._textured_quad(corners, uv, None)
+        return self._textured_quad(corners, uv, spec.texture)
+
+    def _textured_quad(self, corners: np.ndarray, uv_repeat: tuple[float, float], texture: str | None) -> int:
         c = self.client
         u, v = uv_repeat
         normal = np.cross(corners[1] - corners[0], corners[2] - corners[0])
@@ -81,7 +113,8 @@ class CorridorWorld:
             normals=[normal.tolist()] * 4,
         )
         body = c.createMultiBody(baseMass=0, baseVisualShapeIndex=visual)
-        c.changeVisualShape(body, -1, textureUniqueId=self._textures[texture])
+        if texture is not None:
+            c.changeVisualShape(body, -1, textureUniqueId=self._textures[texture])
         return body
 
     def _box(self, half: tuple, pos: tuple, rgb: tuple, collide: bool = True) -> int:
@@ -93,65 +126,116 @@ class CorridorWorld:
         )
 
     def _build(self) -> WorldBodies:
-        c, s = self.client, self.spec
-        cor = s.corridor
+        cor = self.spec.corridor
         hw, x0, x1, h = cor.half_width_m, cor.x_min_m, cor.x_max_m, cor.wall_height_m
-        tiles = ((x1 - x0) / cor.tile_size_m, 2 * hw / cor.tile_size_m)
-        floor = self._textured_quad(
-            np.array([[x0, -hw, 0], [x1, -hw, 0], [x1, hw, 0], [x0, hw, 0]], dtype=float), tiles, "floor_tile"
-        )
-        wall_uv = ((x1 - x0) / 1.0, h / 1.0)
-        left = self._textured_quad(
-            np.array([[x1, hw, 0], [x0, hw, 0], [x0, hw, h], [x1, hw, h]]), wall_uv, "wall"
-        )
-        right = self._textured_quad(
-            np.array([[x0, -hw, 0], [x1, -hw, 0], [x1, -hw, h], [x0, -hw, h]]), wall_uv, "wall"
-        )
-        end = self._textured_quad(
-            np.array([[x1, -hw, 0], [x1, hw, 0], [x1, hw, h], [x1, -hw, h]]), (2 * hw, h), "wall"
-        )
-        ceiling = self._textured_quad(
-            np.array([[x0, hw, h], [x1, hw, h], [x1, -hw, h], [x0, -hw, h]]), (1, 1), "wall"
-        )
-        for quad in (left, right, end, ceiling):
-            c.changeVisualShape(quad, -1, rgbaColor=[1, 1, 1, 1])
-        # Thick invisible-to-camera collision slabs behind each wall plane (walls are obstacles).
-        t = 0.05
         length = x1 - x0
+        floor = self._surface(
+            np.array([[x0, -hw, 0], [x1, -hw, 0], [x1, hw, 0], [x0, hw, 0]], dtype=float),
+            (length, 2 * hw),
+            "floor",
+        )
+        ceiling = self._surface(
+            np.array([[x0, hw, h], [x1, hw, h], [x1, -hw, h], [x0, -hw, h]]), (length, 2 * hw), "ceiling"
+        )
+        walls, wall_surfaces = self._build_walls()
+        bb, bt = cor.baseboard_height_m, 0.012
+        black = self.appearance.materials["baseboard"].rgb
+        baseboards = [
+            self._box((length / 2, bt, bb / 2), ((x0 + x1) / 2, hw - bt, bb / 2), black, collide=False),
+            self._box((length / 2, bt, bb / 2), ((x0 + x1) / 2, -hw + bt, bb / 2), black, collide=False),
+            self._box((bt, hw, bb / 2), (x1 - bt, 0.0, bb / 2), black, collide=False),
+        ]
+        cable = self._build_cable()
+        tape = self._build_tape()
+        box, bottle, cap = self._build_objects()
+        surfaces = {
+            "floor": [floor],
+            "wall": wall_surfaces,
+            "ceiling": [ceiling],
+            "baseboard": baseboards,
+            "box": [box],
+            "bottle": [bottle],
+            "cap": [cap],
+            "cable": cable,
+            "tape": tape,
+        }
+        return WorldBodies(
+            floor=floor, walls=walls, box=box, bottle=bottle, cap=cap, cable=cable, surfaces=surfaces
+        )
+
+    def _build_walls(self) -> tuple[list[int], list[int]]:
+        """The walls' collision slabs, and the bodies that show the wall material."""
+        cor = self.spec.corridor
+        hw, x0, x1, h = cor.half_width_m, cor.x_min_m, cor.x_max_m, cor.wall_height_m
+        length = x1 - x0
+        # Thick collision slabs behind each wall plane (walls are obstacles). An untextured wall
+        # material colours the slabs themselves; a textured one is drawn on quads 1 mm in front.
+        t = 0.05
+        flat = self.appearance.materials["wall"].texture is None
         walls = [
             self._box((length / 2, t, h / 2), ((x0 + x1) / 2, hw + t, h / 2), (0.9, 0.9, 0.9)),
             self._box((length / 2, t, h / 2), ((x0 + x1) / 2, -hw - t, h / 2), (0.9, 0.9, 0.9)),
             self._box((t, hw, h / 2), (x1 + t, 0.0, h / 2), (0.9, 0.9, 0.9)),
             self._box((t, hw, h / 2), (x0 - t, 0.0, h / 2), (0.9, 0.9, 0.9)),
         ]
-        bb, bt = cor.baseboard_height_m, 0.012
-        black = (0.04, 0.04, 0.045)
-        self._box((length / 2, bt, bb / 2), ((x0 + x1) / 2, hw - bt, bb / 2), black, collide=False)
-        self._box((length / 2, bt, bb / 2), ((x0 + x1) / 2, -hw + bt, bb / 2), black, collide=False)
-        self._box((bt, hw, bb / 2), (x1 - bt, 0.0, bb / 2), black, collide=False)
+        if flat:
+            wall_surfaces = walls
+        else:
+            e, ye, xe = 0.001, hw - 0.001, x1 - 0.001
+            wall_surfaces = [  # counter-clockwise seen from inside the corridor: they face the camera
+                self._surface(
+                    np.array([[x0, ye, 0], [x1, ye, 0], [x1, ye, h], [x0, ye, h]]), (length, h), "wall"
+                ),
+                self._surface(
+                    np.array([[x1, -ye, 0], [x0, -ye, 0], [x0, -ye, h], [x1, -ye, h]]), (length, h), "wall"
+                ),
+                self._surface(
+                    np.array([[xe, hw, 0], [xe, -hw, 0], [xe, -hw, h], [xe, hw, h]]), (2 * hw, h), "wall"
+                ),
+                self._surface(
+                    np.array([[x0 + e, -hw, 0], [x0 + e, hw, 0], [x0 + e, hw, h], [x0 + e, -hw, h]]),
+                    (2 * hw, h),
+                    "wall",
+                ),
+            ]
+        return walls, wall_surfaces
 
-        cable = self._build_cable()
-
+    def _build_objects(self) -> tuple[int, int, int]:
+        c, s = self.client, self.spec
         bx = s.box
         box_visual = c.createVisualShape(p.GEOM_MESH, **_box_mesh(bx.half_extents_m), rgbaColor=[1, 1, 1, 1])
         box_collision = c.createCollisionShape(p.GEOM_BOX, halfExtents=list(bx.half_extents_m))
         box = c.createMultiBody(0, box_collision, box_visual, basePosition=[0, 0, bx.half_extents_m[2]])
-        c.changeVisualShape(box, -1, textureUniqueId=self._textures["cardboard"])
+        box_texture = self.appearance.materials["box"].texture
+        if box_texture is not None:
+            c.changeVisualShape(box, -1, textureUniqueId=self._textures[box_texture])
 
         bo = s.bottle
         bottle_visual = c.createVisualShape(
-            p.GEOM_CYLINDER, radius=bo.radius_m, length=bo.height_m, rgbaColor=[*bo.color_rgb, 1.0]
+            p.GEOM_CYLINDER, radius=bo.radius_m, length=bo.height_m, rgbaColor=[1, 1, 1, 1]
         )
         bottle_collision = c.createCollisionShape(p.GEOM_CYLINDER, radius=bo.radius_m, height=bo.height_m)
         bottle = c.createMultiBody(0, bottle_collision, bottle_visual, basePosition=[0, 0, bo.height_m / 2])
         cap_visual = c.createVisualShape(
-            p.GEOM_CYLINDER,
-            radius=bo.cap_radius_m,
-            length=bo.cap_height_m,
-            rgbaColor=[*bo.cap_color_rgb, 1.0],
+            p.GEOM_CYLINDER, radius=bo.cap_radius_m, length=bo.cap_height_m, rgbaColor=[1, 1, 1, 1]
         )
         cap = c.createMultiBody(0, -1, cap_visual, basePosition=[0, 0, bo.height_m + bo.cap_height_m / 2])
-        return WorldBodies(floor=floor, walls=walls, box=box, bottle=bottle, cap=cap, cable=cable)
+        return box, bottle, cap
+
+    def _build_tape(self) -> list[int]:
+        """Floor tape marks: thin visual slabs (no collision), 1 mm above the floor."""
+        a = self.appearance
+        bodies = []
+        for x0, y0, x1, y1 in a.tape_marks_m:
+            length = float(np.hypot(x1 - x0, y1 - y0))
+            half = (length / 2, a.tape_width_m / 2, 0.0005)
+            body = self._box(half, ((x0 + x1) / 2, (y0 + y1) / 2, 0.001), (0.0, 0.0, 0.0), collide=False)
+            yaw = float(np.arctan2(y1 - y0, x1 - x0))
+            self.client.resetBasePositionAndOrientation(
+                body, [(x0 + x1) / 2, (y0 + y1) / 2, 0.001], _quat_yaw(yaw)
+            )
+            bodies.append(body)
+        return bodies
 
     def _build_cable(self) -> list[int]:
         c, cab = self.client, self.spec.cable
@@ -162,7 +246,7 @@ class CorridorWorld:
             length = float(np.linalg.norm(d))
             yaw = float(np.arctan2(d[1], d[0]))
             visual = c.createVisualShape(
-                p.GEOM_CAPSULE, radius=cab.radius_m, length=length, rgbaColor=[*cab.color_rgb, 1.0]
+                p.GEOM_CAPSULE, radius=cab.radius_m, length=length, rgbaColor=[1, 1, 1, 1]
             )
             # Capsules lie along z: pitch 90 deg lays them on the floor, then yaw along the segment.
             orn = c.getQuaternionFromEuler([0.0, np.pi / 2, yaw])
@@ -185,5 +269,6 @@ class CorridorWorld:
         c.resetBasePositionAndOrientation(self.bodies.bottle, [ox, oy, s.bottle.height_m / 2], [0, 0, 0, 1])
         cap_z = s.bottle.height_m + s.bottle.cap_height_m / 2
         c.resetBasePositionAndOrientation(self.bodies.cap, [ox, oy, cap_z], [0, 0, 0, 1])
-        tint = np.clip(0.95 * np.asarray(layout.tint), 0.0, 1.0)
+        self._tint = tuple(float(v) for v in layout.tint)
+        tint = np.clip(np.asarray(self.appearance.materials["box"].rgb) * np.asarray(layout.tint), 0.0, 1.0)
         c.changeVisualShape(self.bodies.box, -1, rgbaColor=[*tint.tolist(), 1.0])
