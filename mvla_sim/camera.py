@@ -82,12 +82,16 @@ class Camera:
         self._flag = p.ER_TINY_RENDERER
         if renderer == "egl":
             self._load_egl()
-        self.lens_distortion = lens_distortion
-        self._barrel = barrel_map(width, height, lens_distortion) if lens_distortion > 0 else None
+        self.set_lens(lens_distortion)
         self.set_response(response or CameraResponse())
         # Unit Gaussian noise, drawn once; each frame takes a window at an offset drawn from the
         # env's seeded generator (cheap, and reproducible like everything else).
         self._noise_bank = np.random.default_rng(0).standard_normal(4 * width * height * 3, dtype=np.float32)
+
+    def set_lens(self, lens_distortion: float) -> None:
+        """Barrel distortion strength (0 is a pinhole) from the next frame on."""
+        self.lens_distortion = float(lens_distortion)
+        self._barrel = barrel_map(self.width, self.height, self.lens_distortion) if self.lens_distortion > 0 else None
 
     def set_response(self, response: CameraResponse) -> None:
         """Use ``response`` (vignetting, blur, gamma, saturation, JPEG) from the next frame on."""
