@@ -107,6 +107,11 @@ class RolloutConfig:
             (``VLAPolicy.from_checkpoint(path, profile, **options)``), e.g. ``{"device": "cuda"}``.
         max_server_faults: consecutive episodes of one server URL ending in a server fault
             (timeout, refused/reset connection, HTTP error) that stop the run.
+        appearance: what the simulator shows (``mvla_sim.appearance``): a bundled name or a JSON path.
+        real: a folder of real episodes; the report then sets each checkpoint's closed-loop success
+            beside its open-loop direction agreement on those real frames and on paired simulated
+            frames (``eval.realgap``).
+        real_channel_order: channel order the real ``.h5`` files store (the real collector's: bgr).
     """
 
     ckpt: list[str] = field(default_factory=lambda: ["top3"])
@@ -131,6 +136,9 @@ class RolloutConfig:
     env_factory: str | None = None
     policy_options: dict[str, Any] = field(default_factory=dict)
     max_server_faults: int = DEFAULT_MAX_SERVER_FAULTS
+    appearance: str = "default"
+    real: Path | None = None
+    real_channel_order: str = "bgr"
 
     def __post_init__(self) -> None:
         for name, values, allowed in (
@@ -161,6 +169,9 @@ class RolloutConfig:
             raise UsageError(f"--torch-threads {self.torch_threads}: must be at least 1")
         if self.max_server_faults < 1:
             raise UsageError(f"--max-server-faults {self.max_server_faults}: must be at least 1")
+        if self.real is not None and not Path(self.real).is_dir():
+            raise UsageError(f"--real {self.real}: no such folder; give a folder of real .h5 episodes")
+        _check_appearance(self.appearance)
         if "profile" in self.policy_options:
             raise UsageError("--policy-option profile=...: use --profile as_trained,as_deployed instead")
 
@@ -186,6 +197,7 @@ class RolloutConfig:
             "randomize": self.randomize,
             "image_size": list(self.image_size) if self.image_size else None,
             "max_steps": self.max_steps,
+            "appearance": self.appearance,
             "env_factory": self.env_factory,
             "policy_options": {k: v for k, v in self.policy_options.items() if k not in SECRET_OPTIONS},
         }
@@ -198,6 +210,15 @@ class RolloutConfig:
 
 # ----------------------------------------------------------------------------------------------
 # Command line
+
+
+def _check_appearance(appearance: str) -> None:
+    from mvla_sim.appearance import load_appearance
+
+    try:
+        load_appearance(appearance)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UsageError(f"--appearance {appearance}: {exc}") from None
 
 
 def _csv(text: str) -> list[str]:
@@ -343,6 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="actions per episode (default: the env's, 17)",
     )
+    g.add_argument(
+        "--appearance",
+        default="default",
+        metavar="PATH",
+        help="what the simulator shows: a bundled appearance (default, v0_tiles) or a JSON file, e.g. one "
+        "written by python -m mvla_sim.match (default: default); recorded with every result",
+    )
     g = parser.add_argument_group("output")
     g.add_argument(
         "--out",
@@ -364,6 +392,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=REPO_ROOT / "videos",
         metavar="DIR",
         help="videos go to DIR/<run>/ (default videos/)",
+    )
+    g.add_argument(
+        "--real",
+        type=Path,
+        metavar="DIR",
+        help="folder of real .h5 episodes: the report adds each checkpoint's open-loop direction agreement "
+        "on those frames and on paired simulated frames beside its closed-loop success (eval.realgap)",
+    )
+    g.add_argument(
+        "--real-channel-order",
+        choices=("bgr", "rgb"),
+        default="bgr",
+        help="channel order of --real (real: bgr)",
     )
     g = parser.add_argument_group("execution")
     g.add_argument(
@@ -456,4 +497,7 @@ def config_from_args(args: argparse.Namespace) -> RolloutConfig:
         max_steps=args.max_steps,
         torch_threads=args.torch_threads,
         max_server_faults=args.max_server_faults,
+        appearance=args.appearance,
+        real=args.real,
+        real_channel_order=args.real_channel_order,
     )

@@ -106,13 +106,25 @@ def read_sim_results(folders: Sequence[Path]) -> dict[str, tuple[int, int]]:
     return {k: (v[0], v[1]) for k, v in pooled.items()}
 
 
+def rank_violations(real: Sequence[float], sim: Sequence[float]) -> list[tuple[int, int]]:
+    """Index pairs (i, j), i < j, that ``sim`` orders differently from ``real``: (S_i > S_j) != (R_i > R_j)
+    or the other way round (SimplerEnv's rule, checked in both directions)."""
+    r, s = np.asarray(real, float), np.asarray(sim, float)
+    return [
+        (i, j)
+        for i in range(len(r))
+        for j in range(i + 1, len(r))
+        if (s[i] > s[j]) != (r[i] > r[j]) or (s[j] > s[i]) != (r[j] > r[i])
+    ]
+
+
 def mmrv(real: Sequence[float], sim: Sequence[float]) -> float:
     """SimplerEnv's mean maximum rank violation of ``sim`` against ``real`` success rates."""
     r, s = np.asarray(real, float), np.asarray(sim, float)
     worst = np.zeros(len(r))
     for i in range(len(r)):
         for j in range(len(r)):
-            if (s[i] > s[j]) != (r[i] > r[j]):
+            if (r[i] > r[j]) != (s[i] > s[j]):
                 worst[i] = max(worst[i], abs(r[i] - r[j]))
     return float(worst.mean())
 

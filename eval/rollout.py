@@ -331,6 +331,10 @@ def run_rollout(config: RolloutConfig, *, progress: bool = True) -> Path:
         errors=[{"policy_id": e.policy_id, "cell": e.cell, "seed": e.seed, "error": e.error} for e in errors],
         stopped=stopped,
     )
+    if config.real is not None:
+        from eval.realgap.closed_loop import real_open_loop
+
+        summary["real_open_loop"] = real_open_loop(config, summary)
     rec.write_json_atomic(out / "summary.json", summary)
     build_report(out)
     if errors:

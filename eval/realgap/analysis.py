@@ -159,3 +159,34 @@ def run_analysis(
             block["checkpoints"][policy_id] = entry
         result["appearances"][sims.appearance] = block
     return result, sims_by
+
+
+def open_loop_ranking(
+    checkpoints: Sequence[tuple[str, Any]], episodes: Sequence[RealEpisode], appearance: Any
+) -> dict[str, Any]:
+    """Each checkpoint's open-loop direction agreement with the recorded keys on real and on paired
+    simulated frames, and the checkpoints the simulator ranks differently from real open loop."""
+    from eval.correlate import rank_violations
+
+    sims = simulate([e for e in episodes if e.paired], appearance)
+    rows = []
+    for policy_id, policy in checkpoints:
+        pooled = behaviour_gaps(policy, episodes, sims)["scenes"].get("overall", {})
+        rows.append(
+            {
+                "policy_id": policy_id,
+                "real_vs_recorded": pooled.get("real_vs_recorded"),
+                "sim_vs_recorded": pooled.get("sim_vs_recorded"),
+                "direction_agreement": pooled.get("direction_agreement"),
+                "steps": pooled.get("steps", 0),
+            }
+        )
+    scored = [r for r in rows if r["real_vs_recorded"] is not None and r["sim_vs_recorded"] is not None]
+    pairs = rank_violations([r["real_vs_recorded"] for r in scored], [r["sim_vs_recorded"] for r in scored])
+    misranked = sorted({scored[k]["policy_id"] for pair in pairs for k in pair})
+    return {
+        "appearance": sims.appearance,
+        "checkpoints": rows,
+        "misranked": misranked,
+        "misranked_pairs": [[scored[i]["policy_id"], scored[j]["policy_id"]] for i, j in pairs],
+    }

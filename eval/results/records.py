@@ -82,6 +82,8 @@ class EpisodeRecord:
     layout: dict[str, Any] | None
     """Scene geometry (m)."""
     renderer: str | None
+    appearance: str | None = None
+    """Name of the appearance the frames were rendered with (``mvla_sim.appearance``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -342,6 +342,25 @@ def _served_section(summary: dict[str, Any]) -> Section | None:
     return s
 
 
+def _real_section(summary: dict[str, Any]) -> Section | None:
+    """``--real``: closed-loop success beside open-loop agreement on real and paired simulated frames."""
+    block = summary.get("real_open_loop")
+    if not block or not block.get("checkpoints"):
+        return None
+    from eval.realgap.closed_loop import REPORT_HEADERS, report_rows
+
+    s = Section("Against real frames (open loop)")
+    s.p(
+        f"{block['episodes']} paired real episodes of {block['real']}, profile {block['profile']}, appearance "
+        f"{block['appearance']}: each checkpoint read the real frames and the simulated frames from the same "
+        "poses; agreement = same key class as the recorded key (eval.realgap). Ranked differently by sim: "
+        + (", ".join(block["misranked"]) or "none")
+        + "."
+    )
+    s.table(REPORT_HEADERS, report_rows(block))
+    return s
+
+
 def _md_cell(v: Any) -> str:
     return str(v).replace("|", "\\|").replace("\n", " ")
 
@@ -447,6 +466,9 @@ def build_report(results_dir: Path) -> tuple[Path, Path]:
     records = rec.read_records(results_dir / "episodes.jsonl")
     plots = make_plots(summary, records, results_dir / "plots")
     sections = build_sections(summary, plots, results_dir)
+    real = _real_section(summary)
+    if real is not None:
+        sections.append(real)
     title = f"Closed-loop evaluation: {results_dir.resolve().name}"
     md_path, html_path = results_dir / "report.md", results_dir / "report.html"
     rec.write_text_atomic(md_path, render_markdown(title, sections, results_dir))

@@ -47,6 +47,7 @@ def make_env(cell: Cell, config: RolloutConfig) -> Any:
         "obstacle_distance": cell.distance,
         "randomize": config.randomize,
         "render_mode": "rgb_array",
+        "appearance": config.appearance,
     }
     if config.image_size:
         kwargs["image_size"] = tuple(config.image_size)
