@@ -343,19 +343,17 @@ class MobileVLAEnv(gym.Env):
     def set_appearance(self, appearance: str | Path | dict | Appearance) -> None:
         """Render with ``appearance`` from the next frame on: colours, lights and camera response.
 
-        Textures, texture repeats, tape marks and the lens are built into the world and the camera:
-        an appearance that changes them needs a new env (``ValueError`` says so). The current
-        episode's layout keeps its sampled light direction and jitter.
+        Textures, texture repeats and tape marks are built into the world: an appearance that
+        changes them needs a new env (``ValueError`` says so). The lens becomes the appearance's
+        (also over an explicit ``lens_distortion``). The current episode's layout keeps its
+        sampled light direction and jitter.
         """
         new = load_appearance(appearance)
-        if new.camera.lens_distortion != self.appearance.camera.lens_distortion:
-            raise ValueError(
-                "set_appearance cannot change the lens distortion: build a new env with it instead"
-            )
         self.world.apply_colors(new)
         self.appearance = new
         self.spec_scene = replace(self.spec_scene, lighting=new.lighting)
         self.camera.set_response(new.camera)
+        self.camera.set_lens(new.camera.lens_distortion)
 
     def view_from(self, x: float, y: float, yaw: float) -> np.ndarray:
         """The camera frame from base pose (x m, y m, yaw rad) in this episode's layout; the

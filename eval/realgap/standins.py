@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 import mvla_sim
 from mvla_sim.appearance import Appearance, load_appearance, with_values
-from mvla_sim.facts import INSTRUCTIONS, REAL_KEY_SEQUENCES, key_sequence_actions
+from mvla_sim.facts import INSTRUCTIONS, SIDES, RealKeySequence, key_sequence_actions, real_key_sequences
 from mvla_sim.scene import DEFAULT_SCENE
 from train.atomic import write_json_atomic
 from train.episodes import EpisodeName, make_episode, write_episode
@@ -85,6 +85,13 @@ def standin_scene(out: Path) -> Path:
     return path
 
 
+def sequence_for(index: int) -> RealKeySequence:
+    """The real key sequence of stand-in ``index``: sides alternate, each side's sequences in turn."""
+    side = SIDES[index % len(SIDES)]
+    own = real_key_sequences(side)
+    return own[(index // len(SIDES)) % len(own)]
+
+
 def render_standin(env: gym.Env, keys: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """RGB frames (18, H, W, 3) and actions (18, 3) of one key sequence, the real frame convention."""
     obs, _ = env.reset(seed=seed)
@@ -109,7 +116,7 @@ def write_standins(
     envs: dict[str, gym.Env] = {}
     paths = []
     for i in tqdm(range(episodes + unpaired), desc="stand-ins", unit="ep", disable=not progress):
-        sequence = REAL_KEY_SEQUENCES[i % len(REAL_KEY_SEQUENCES)]
+        sequence = sequence_for(i)
         side = sequence.side
         if side not in envs:
             envs[side] = gym.make(
