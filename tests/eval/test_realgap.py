@@ -87,7 +87,9 @@ def test_fit_recovers_a_known_perturbation_on_held_out_episodes(standins):
     targets = load_targets([e for e in episodes if e.name in fit_names], look)
     result = fit(look, make_objective(targets), fields_for(["day"]), max_evals=150, time_limit_s=240)
     assert result.after < result.before
-    held = held_out_gaps([e for e in episodes if e.name in held_names], {"before": look, "after": result.appearance})
+    held = held_out_gaps(
+        [e for e in episodes if e.name in held_names], {"before": look, "after": result.appearance}
+    )
     for scene in held.values():
         assert scene["after"]["pixel_delta_e"] <= 0.3 * scene["before"]["pixel_delta_e"]
 
@@ -99,7 +101,10 @@ def test_realgap_cli_appearance_only_on_standins_and_images(standins, tmp_path, 
     result = json.loads((out / "realgap.json").read_text())
     v0, truth = result["appearances"]["v0_tiles"], result["appearances"]["standin"]
     assert set(v0["appearance_gap"]) == {"left-day-medium", "right-day-medium", "overall", "unpaired"}
-    assert truth["appearance_gap"]["overall"]["pixel_delta_e"] < 0.2 * v0["appearance_gap"]["overall"]["pixel_delta_e"]
+    assert (
+        truth["appearance_gap"]["overall"]["pixel_delta_e"]
+        < 0.2 * v0["appearance_gap"]["overall"]["pixel_delta_e"]
+    )
     assert not v0["appearance_gap"]["unpaired"]["paired"]
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == len(list(out.glob("sheet_*.png"))) == 6
@@ -110,3 +115,23 @@ def test_realgap_cli_appearance_only_on_standins_and_images(standins, tmp_path, 
         Image.fromarray(frame).save(images / f"frame{i}.jpg")
     assert realgap_main(["--real", str(images), "--out", str(tmp_path / "img"), "--no-checkpoint"]) == 0
     assert realgap_main(["--real", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_rollout_options_record_the_appearance_and_check_real(tmp_path):
+    from eval.config import Cell, UsageError, build_parser, config_from_args
+    from eval.runner.workers import make_env
+
+    config = config_from_args(
+        build_parser().parse_args(["--appearance", "v0_tiles", "--real", str(tmp_path)])
+    )
+    assert config.appearance == "v0_tiles" and config.episode_settings()["appearance"] == "v0_tiles"
+    assert config.to_dict()["real"] == str(tmp_path)
+    env = make_env(Cell("left", "day", "medium"), config)
+    try:
+        assert env.reset(seed=0)[1]["appearance"] == "v0_tiles"
+    finally:
+        env.close()
+    with pytest.raises(UsageError, match="--appearance nope"):
+        config_from_args(build_parser().parse_args(["--appearance", "nope"]))
+    with pytest.raises(UsageError, match="--real"):
+        config_from_args(build_parser().parse_args(["--real", str(tmp_path / "missing")]))

@@ -87,7 +87,9 @@ def _frames(env: gym.Env) -> np.ndarray:
 
 
 def test_set_appearance_gives_the_frames_of_a_new_env_and_leaves_geometry_alone():
-    target = with_values(load_appearance(), {"camera.lens_distortion": 0.1, "lighting.day.exposure": 0.7}, name="t")
+    target = with_values(
+        load_appearance(), {"camera.lens_distortion": 0.1, "lighting.day.exposure": 0.7}, name="t"
+    )
     fresh = gym.make(mvla_sim.env_id("left", "day"), image_size=SIZE, appearance=target)
     reused = gym.make(mvla_sim.env_id("left", "day"), image_size=SIZE)
     try:
