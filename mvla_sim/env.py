@@ -53,9 +53,10 @@ class MobileVLAEnv(gym.Env):
     The real Mobile VLA task in a simulated corridor: an omni-wheel (holonomic) base must drive
     around a grey parcel box lying across the corridor, on the side named by the instruction
     (left or right), and stop in front of a dark beverage bottle with a green cap that stands
-    behind the box. The scene recreates the real one (tiled grey floor with grid lines, white
+    behind the box. The scene recreates the real one (by default a speckled terrazzo floor, white
     walls with a black baseboard, a cable on the floor) and its evening lighting. Every number
-    lives in the scene spec ``assets/scenes/corridor_1box.json`` together with its reason.
+    lives in the scene spec ``assets/scenes/corridor_1box.json`` together with its reason; the look
+    (textures, colours, lights, camera response) in an appearance (``assets/appearance/``).
 
     ## Action Space
 
