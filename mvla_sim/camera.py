@@ -91,7 +91,9 @@ class Camera:
     def set_lens(self, lens_distortion: float) -> None:
         """Barrel distortion strength (0 is a pinhole) from the next frame on."""
         self.lens_distortion = float(lens_distortion)
-        self._barrel = barrel_map(self.width, self.height, self.lens_distortion) if self.lens_distortion > 0 else None
+        self._barrel = (
+            barrel_map(self.width, self.height, self.lens_distortion) if self.lens_distortion > 0 else None
+        )
 
     def set_response(self, response: CameraResponse) -> None:
         """Use ``response`` (vignetting, blur, gamma, saturation, JPEG) from the next frame on."""
