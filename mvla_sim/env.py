@@ -78,9 +78,11 @@ class MobileVLAEnv(gym.Env):
     Drive models: ``throttle`` (default, the real motor driver: only the direction
     ``atan2(linear_y, linear_x)`` counts and the base moves at the calibrated speed of that
     direction at 50 % throttle: forward (W/S) 0.391 m/s, strafe (A/D) 0.334 m/s, diagonal (Q/E/Z/C)
-    0.320 m/s, interpolated in between, i.e. 0.156 / 0.134 / 0.128 m per key press; planar
-    magnitude under 0.15 stops) and ``velocity`` (proportional: ``linear_x / 1.15`` of the forward
-    speed, ``linear_y / 1.15`` of the strafe speed). The speeds, like the scene's dimensions, are
+    0.320 m/s, interpolated in between, i.e. 0.156 / 0.134 / 0.128 m per key press) and
+    ``velocity`` (proportional: ``linear_x / 1.15`` of the forward speed, ``linear_y / 1.15`` of the
+    strafe speed). Both first apply the real robot client's rule, whatever produced the action: it
+    stops unless ``|linear_x|`` or ``|linear_y|`` exceeds 0.1, and drives toward the heading rounded
+    toward zero to whole degrees, so (0.12, 0) is a whole W press and (0.1, 0.05) does nothing. The speeds, like the scene's dimensions, are
     fitted to the teleoperators' real key sequences (see Calibration below).
 
     ## Observation Space
