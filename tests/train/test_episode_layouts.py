@@ -174,3 +174,15 @@ def test_generate_cli_layout_option_and_resume_guard(tmp_path: Path, capsys: pyt
     assert "layout: 'v5' there vs 'collector' now" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         generate_main([*args, "--layout", "v4"])
+
+
+def test_no_second_episode_reader_in_the_packages():
+    """Only ``train.episodes`` opens HDF5 files; everything else goes through ``read_episode``."""
+    root = Path(__file__).resolve().parents[2]
+    openers = sorted(
+        str(path.relative_to(root))
+        for package in ("mvla_sim", "policies", "train", "eval", "scripts", "benchmarks")
+        for path in (root / package).rglob("*.py")
+        if "h5py.File(" in path.read_text(encoding="utf-8")
+    )
+    assert openers == ["train/episodes.py"], openers
