@@ -36,7 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 import mvla_sim
-from eval.video import EpisodeVideo, caption
+from eval.results.video import EpisodeVideo, caption
 from mvla_sim.facts import (
     INSTRUCTIONS,
     LIGHTINGS,

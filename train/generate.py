@@ -27,7 +27,7 @@ Scenes
     real "sorted file names" train/val split of a generated folder is balanced too.
 
 The expert
-    ``policies.expert.ScriptedExpert``: per episode it draws a guide among the real key sequences
+    ``policies.scripted.expert.ScriptedExpert``: per episode it draws a guide among the real key sequences
     of its side (FACTS.md, in proportion to their real episode counts), presses it while it still
     ends in the goal zone with margin, and otherwise corrects with the teleoperators' own keys
     and pattern. Noise-free in a nominal scene it presses its guide exactly.
@@ -103,7 +103,7 @@ from tqdm import tqdm
 
 import mvla_sim
 from mvla_sim.facts import CAMERA_NATIVE_SIZE, EPISODE_ACTIONS, OBSTACLE_DISTANCES, SIDES, real_key_sequences
-from policies.baselines import make_baseline
+from policies.scripted.baselines import make_baseline
 from train.atomic import write_json_atomic
 from train.episodes import (
     EPISODE_LAYOUTS,

@@ -9,7 +9,7 @@ import pytest
 
 import eval.replay as replay
 from eval.replay import main, outcome_of
-from eval.video import read_video
+from eval.results.video import read_video
 from mvla_sim.facts import REAL_KEY_SEQUENCES, RealKeySequence
 from train.generate import GenerateConfig, generate_episodes
 

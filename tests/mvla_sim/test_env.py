@@ -20,7 +20,7 @@ from mvla_sim.facts import (
     key_sequence_actions,
 )
 from mvla_sim.scene import load_scene_spec
-from policies.baselines import make_baseline
+from policies.scripted.baselines import make_baseline
 
 SMALL = (64, 36)
 

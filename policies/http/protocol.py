@@ -1,0 +1,116 @@
+"""The team's HTTP inference protocol: routes, header, payload and answer fields.
+
+One definition shared by the client policy (:mod:`policies.http.client`) and the server
+(:mod:`policies.http.serve`), read from the team's FastAPI server and ROS 2 robot client
+(``../shared/FACTS.md``, "How the team deploys"):
+
+- ``GET /health`` -> ``{"status": "healthy", "model_loaded": bool, "model_name": str,
+  "device": "cuda"|"cpu", "gpu_memory": {...} | null}`` (no key needed);
+- ``POST /reset`` (header ``X-API-Key``) -> ``{"status": "success", "message": ...}``: clears
+  the model's history and action buffer;
+- ``POST /predict`` (header ``X-API-Key``), JSON body ``{"image": base64 JPEG, "instruction":
+  str}`` plus an optional ``"strategy"`` (``chunk_reuse`` | ``receding_horizon``; the robot
+  client sends none) -> ``{"action": [linear_x, linear_y], "latency_ms": float, "model_name":
+  str, "strategy": "receding_horizon", "source": "inferred", "buffer_status": {}}`` (the team's
+  server answers that strategy whatever was asked);
+- a wrong or missing key -> 403 ``{"detail": "Invalid API Key"}``.
+
+The robot client reads the server URL from ``VLA_API_SERVER`` and the key from ``VLA_API_KEY``,
+resizes its frame to 224x224, JPEG-encodes it (:mod:`policies.vla.transport`) and posts with a 1 s
+timeout.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit, urlunsplit
+
+API_KEY_HEADER = "X-API-Key"
+API_KEY_ENV = "VLA_API_KEY"
+SERVER_URL_ENV = "VLA_API_SERVER"
+DEFAULT_PORT = 8000
+CLIENT_TIMEOUT_S = 1.0
+"""The robot client's ``requests.post(..., timeout=1.0)``."""
+
+STRATEGIES: tuple[str, ...] = ("chunk_reuse", "receding_horizon")
+ANSWERED_STRATEGY = "receding_horizon"
+"""What the team's server puts in ``strategy`` whatever the request asked."""
+
+HEALTH_FIELDS: tuple[str, ...] = ("status", "model_loaded", "model_name", "device", "gpu_memory")
+PREDICT_FIELDS: tuple[str, ...] = (
+    "action",
+    "latency_ms",
+    "model_name",
+    "strategy",
+    "source",
+    "buffer_status",
+)
+INVALID_KEY_DETAIL = "Invalid API Key"
+RESET_ANSWER = {"status": "success", "message": "History and buffer cleared"}
+ROOT_ANSWER = {"name": "Mobile VLA Inference API", "version": "1.0.0", "status": "running"}
+
+
+def is_http_url(text: str) -> bool:
+    """``http://...`` or ``https://...`` (how ``eval.rollout`` tells a server from a policy name)."""
+    return text.lower().startswith(("http://", "https://"))
+
+
+def public_url(url: str) -> str:
+    """``url`` without user info, query or fragment, and without a trailing slash: safe to record."""
+    parts = urlsplit(url.strip())
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), "", ""))
+
+
+def check_url(url: str) -> str:
+    """Validate a server URL; returns :func:`public_url` of it.
+
+    Raises:
+        ValueError: not an http(s) URL with a host, or a bad port (one-line message).
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not a server URL; give http://HOST:PORT, e.g. http://127.0.0.1:8000")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ValueError(f"{url!r}: bad port ({exc})") from exc
+    if parts.username or parts.password:
+        raise ValueError(
+            f"{public_url(url)}: put the API key in {API_KEY_ENV} (sent as the {API_KEY_HEADER} header), "
+            "not in the URL"
+        )
+    return public_url(url)
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or an address in 127.0.0.0/8 or ``::1``."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+__all__ = [
+    "ANSWERED_STRATEGY",
+    "API_KEY_ENV",
+    "API_KEY_HEADER",
+    "CLIENT_TIMEOUT_S",
+    "DEFAULT_PORT",
+    "HEALTH_FIELDS",
+    "INVALID_KEY_DETAIL",
+    "PREDICT_FIELDS",
+    "RESET_ANSWER",
+    "ROOT_ANSWER",
+    "SERVER_URL_ENV",
+    "STRATEGIES",
+    "check_url",
+    "is_http_url",
+    "is_loopback_host",
+    "public_url",
+]
