@@ -33,6 +33,7 @@ from typing import Any
 
 from eval import records as rec
 from eval.config import (
+    HTTP_OPTION_NAMES,
     RolloutConfig,
     UsageError,
     build_parser,
@@ -40,7 +41,13 @@ from eval.config import (
     episode_seed,
 )
 from eval.episode import EpisodeTask, HarnessError, is_server_fault
-from eval.policy_factory import PolicySpec, build_policy, checkpoint_specs, other_spec
+from eval.policy_factory import (
+    PolicySpec,
+    build_policy,
+    check_one_lane_per_server,
+    checkpoint_specs,
+    other_spec,
+)
 from eval.provenance import check_resume, environment_info
 from eval.records import EpisodeRecord
 from eval.select import SelectionError, resolve_checkpoints
@@ -95,12 +102,13 @@ def plan_specs(config: RolloutConfig) -> tuple[list[PolicySpec], Any]:
         specs.append(spec)
     if not specs:
         raise UsageError("nothing to evaluate: give --ckpt (e.g. top3), --policy NAME or --baselines NAMES")
+    check_one_lane_per_server(specs)
     if not any(s.kind == "checkpoint" for s in specs):
         unused = sorted(set(config.checkpoint_options()))
         if unused:
             raise UsageError(
                 f"--policy-option {','.join(unused)}: not a server option and no checkpoint is evaluated; "
-                "server options are api_key, strategy, timeout_s, retries, keep_alive"
+                f"server options are {', '.join(HTTP_OPTION_NAMES)}"
             )
     return specs, selection
 
