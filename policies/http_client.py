@@ -188,7 +188,7 @@ class HTTPPolicy:
         try:
             with deadline(total) as expired:
                 try:
-                    return session.request(
+                    response = session.request(
                         method,
                         self.url + route,
                         json=payload,
@@ -200,6 +200,9 @@ class HTTPPolicy:
                     if expired():
                         raise DeadlineExceeded(f"no complete answer within {total:g} s") from exc
                     raise
+                if expired():  # cut while reading the headers: http.client takes the EOF for their end
+                    raise DeadlineExceeded(f"no complete answer within {total:g} s")
+                return response
         finally:
             if session is not self._session:
                 session.close()
