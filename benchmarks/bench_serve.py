@@ -36,7 +36,7 @@ from eval.policy_factory import PolicySpec  # noqa: E402
 from eval.select import REFERENCE_RUN_DIR, resolve_checkpoints  # noqa: E402
 from eval.workers import make_env  # noqa: E402
 
-KEY = "bench-serve-key"
+KEY = "bench-serve-key-0123456789"
 
 
 def run(
