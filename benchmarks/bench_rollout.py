@@ -27,11 +27,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from eval.config import RolloutConfig  # noqa: E402
-from eval.policy_factory import PolicySpec, checkpoint_specs, other_spec  # noqa: E402
-from eval.records import EpisodeRecord  # noqa: E402
+from eval.results.records import EpisodeRecord  # noqa: E402
 from eval.rollout import plan_episodes  # noqa: E402
+from eval.runner.policy_factory import PolicySpec, checkpoint_specs, other_spec  # noqa: E402
+from eval.runner.workers import execute_tasks  # noqa: E402
 from eval.select import REFERENCE_RUN_DIR, resolve_checkpoints  # noqa: E402
-from eval.workers import execute_tasks  # noqa: E402
 
 GOAL_SPEEDUP = 1.6
 

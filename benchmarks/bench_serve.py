@@ -1,12 +1,12 @@
-"""Serving overhead: the reference checkpoint in-process vs through ``policies.serve`` on loopback.
+"""Serving overhead: the reference checkpoint in-process vs through ``policies.http.serve`` on loopback.
 
     python benchmarks/bench_serve.py                  # 6 episodes each way, the bundled reference checkpoint
     python benchmarks/bench_serve.py --episodes 20 --keep-alive --json serve.json
 
 Both sides run the same seeded episodes in the simulator with the same work per frame: in-process
 ``VLAPolicy`` under ``as_deployed`` (the robot client's resize + JPEG + the server's decode, done
-in process), and the same checkpoint served by ``python -m policies.serve`` (a separate process,
-one torch thread) driven by ``policies.http_client.HTTPPolicy`` exactly as the robot client
+in process), and the same checkpoint served by ``python -m policies.http.serve`` (a separate process,
+one torch thread) driven by ``policies.http.client.HTTPPolicy`` exactly as the robot client
 drives it. Printed: episodes/s of each and their ratio, per-step act() latency (p50/p95/mean),
 and the protocol's overhead per step (ms) split into client encoding, HTTP + framework, and the
 server's own time. Both sides must produce the same actions; the benchmark checks it.
@@ -31,10 +31,10 @@ sys.path.insert(0, str(REPO_ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from eval.config import Cell, RolloutConfig, episode_seed  # noqa: E402
-from eval.episode import run_episode  # noqa: E402
-from eval.policy_factory import PolicySpec  # noqa: E402
+from eval.runner.episode import run_episode  # noqa: E402
+from eval.runner.policy_factory import PolicySpec  # noqa: E402
+from eval.runner.workers import make_env  # noqa: E402
 from eval.select import REFERENCE_RUN_DIR, resolve_checkpoints  # noqa: E402
-from eval.workers import make_env  # noqa: E402
 
 KEY = "bench-serve-key-0123456789"
 
@@ -73,7 +73,7 @@ def run(
 
 def start_server(ckpt: Path) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "VLA_API_KEY": KEY, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "policies.serve", "--ckpt", str(ckpt), "--profile", "as_deployed", "--port", "0",
+    cmd = [sys.executable, "-m", "policies.http.serve", "--ckpt", str(ckpt), "--profile", "as_deployed", "--port", "0",
            "--policy-option", "cpu_threads=1"]  # fmt: skip
     proc = subprocess.Popen(
         cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -109,8 +109,8 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    from policies.http_client import HTTPPolicy
-    from policies.vla_policy import VLAPolicy
+    from policies.http.client import HTTPPolicy
+    from policies.vla.policy import VLAPolicy
 
     ckpt = args.ckpt or resolve_checkpoints(["best"], REFERENCE_RUN_DIR, runs_explicit=True).choices[0].path
     if not Path(ckpt).is_file():

@@ -1,10 +1,10 @@
 """The server's peak memory and ``/health`` latency under the attacks of issue 17.
 
     python benchmarks/bench_serve_hardening.py                      # this checkout's server
-    python benchmarks/bench_serve_hardening.py --repo /path/to/old  # another checkout, to compare
+    python benchmarks/bench_serve_hardening.py --repo /path/to/old --module policies.serve  # an older checkout
     python benchmarks/bench_serve_hardening.py --json hardening.json
 
-For each attack a fresh ``python -m policies.serve --policy always_left`` runs on loopback (file
+For each attack a fresh ``python -m policies.http.serve --policy always_left`` runs on loopback (file
 limit 128, as in the issue) and is attacked while ``/health`` is timed:
 
 - ``bomb``: a 10000x10000 PNG (about 12 KB) posted as the frame, then a JPEG whose header claims
@@ -56,10 +56,10 @@ def _limit_files() -> None:
 
 
 @contextmanager
-def server(repo: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+def server(repo: Path, module: str) -> Iterator[tuple[subprocess.Popen, str]]:
     env = {**os.environ, "VLA_API_KEY": KEY, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(repo)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "policies.serve", "--policy", "always_left", "--port", "0"],
+        [sys.executable, "-m", module, "--policy", "always_left", "--port", "0"],
         cwd=repo,
         env=env,
         stdout=subprocess.PIPE,
@@ -190,11 +190,16 @@ def main() -> int:
     parser.add_argument(
         "--repo", type=Path, default=REPO_ROOT, help="checkout whose server runs (default: this)"
     )
+    parser.add_argument(
+        "--module",
+        default="policies.http.serve",
+        help="the server's module (policies.serve before the restructure)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     results: dict[str, Any] = {"repo": str(args.repo)}
     for name, attack in ATTACKS.items():
-        with server(args.repo) as (proc, url):
+        with server(args.repo, args.module) as (proc, url):
             idle = health_during(url)
             base = vm_kb(proc.pid, "VmHWM")
             outcome = attack(url)

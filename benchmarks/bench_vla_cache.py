@@ -17,9 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from eval.latency import measure_latency, random_obs_fn  # noqa: E402
-from policies.profiles import resolve  # noqa: E402
-from policies.vla_config import VLAConfig  # noqa: E402
-from policies.vla_policy import VLAPolicy  # noqa: E402
+from policies.vla.config import VLAConfig  # noqa: E402
+from policies.vla.policy import VLAPolicy  # noqa: E402
+from policies.vla.profiles import resolve  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,14 +1,17 @@
 """Evaluation: closed-loop rollouts of checkpoints and baselines, statistics, reports, videos.
 
-``python -m eval.rollout --ckpt top3`` picks checkpoints of a training run (``eval.select``),
-rolls them out, with baselines and policies served over HTTP, on one seeded, shared episode set
-over the scene grid (``eval.rollout`` orchestrates: the typed config and its command line in
-``eval.config``, policy specs and the factory in ``eval.policy_factory``, the episode runner in
-``eval.episode``, the worker pool in ``eval.workers``, provenance and resume in
-``eval.provenance``), appends per-episode records to ``episodes.jsonl`` (``eval.records``),
-aggregates them into ``summary.json`` (``eval.summary`` with the tests of ``eval.stats``), draws
-plots (``eval.plots``), writes ``report.md``/``report.html`` (``eval.report``) and videos
-(``eval.video``).
+Rooms:
+- ``rollout``: ``python -m eval.rollout --ckpt top3``, the orchestration; ``config``: its typed
+  run config and command line (read once, passed down).
+- ``select``: which checkpoints of a training run (top-k by val_loss).
+- ``runner/``: how episodes are run: the policy specs and factory (``policy_factory``), the
+  episode loop (``episode``), the worker pool and per-URL lanes (``workers``), provenance and
+  resume (``provenance``). A batched or distributed runner belongs here, beside them.
+- ``results/``: what is kept of them: per-episode records (``records``), statistics (``stats``),
+  aggregation (``summary``), plots, the report (``report``) and videos (``video``).
+- ``replay``: ``python -m eval.replay``, the real key sequences in the calibrated scene.
+- ``latency``: per-step latency measurement.
 
-This package may import ``mvla_sim`` and ``policies``; nothing imports ``eval``.
+A sim-vs-real measure (real episodes against the simulator) is a tool of its own beside
+``rollout`` and ``replay``. This package may import ``mvla_sim`` and ``policies``; nothing imports ``eval``.
 """

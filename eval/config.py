@@ -17,9 +17,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eval import records as rec
+from eval.results import records as rec
 from eval.select import REFERENCE_RUN_DIR, REPO_ROOT
-from policies.profiles import PROFILES, parse_overrides  # torch-free: parsing the command line stays light
+from policies.vla.profiles import (  # torch-free: parsing the command line stays light
+    PROFILES,
+    parse_overrides,
+)
 
 SIDES = ("left", "right")
 LIGHTINGS = ("day", "evening")
@@ -34,7 +37,7 @@ model needed about 120 ms on an RTX A5000."""
 DEFAULT_MAX_SERVER_FAULTS = 3
 """Consecutive episodes ending in a server fault (same URL) that stop a run."""
 HTTP_OPTION_NAMES = ("api_key", "strategy", "timeout_s", "deadline_s", "retries", "keep_alive")
-"""``--policy-option`` keys that go to HTTP server policies (``policies.http_client.OPTION_NAMES``);
+"""``--policy-option`` keys that go to HTTP server policies (``policies.http.client.OPTION_NAMES``);
 the other keys go to checkpoint policies."""
 SECRET_OPTIONS = ("api_key",)
 """Options never written to disk (``summary.json``, ``run_config.json``)."""
@@ -209,7 +212,7 @@ def _image_size(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from eval.stats import wilson_half_width  # scipy: not needed by worker processes
+    from eval.results.stats import wilson_half_width  # scipy: not needed by worker processes
 
     hw50, hw10 = wilson_half_width(DEFAULT_EPISODES), wilson_half_width(QUICK_EPISODES)
     parser = argparse.ArgumentParser(
@@ -222,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
             "day/evening x obstacle distance), and writes episodes.jsonl, summary.json, report.md/.html,\n"
             "plots, and videos whose names carry the outcome.\n\n"
             "A policy served over the team's HTTP inference protocol (their server, or python -m\n"
-            "policies.serve) is evaluated like a checkpoint: --policy http://HOST:PORT. Each episode\n"
+            "policies.http.serve) is evaluated like a checkpoint: --policy http://HOST:PORT. Each episode\n"
             "posts /reset, then each step posts /predict with the robot client's payload (224x224\n"
             "JPEG, base64, the instruction); the key comes from VLA_API_KEY."
         ),
@@ -237,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  VLA_API_KEY=... python -m eval.rollout --policy http://127.0.0.1:8000   # a served policy\n"
             "  python -m eval.rollout --ckpt best --baselines http://gpu-box:8000 --policy-option timeout_s=2\n"
             "  python -m eval.rollout --quick --out results/quick     # run again to resume: finished episodes are kept\n"
-            "  python -m eval.report results/20250101-120000          # rebuild report.md/.html\n\n"
+            "  python -m eval.results.report results/20250101-120000          # rebuild report.md/.html\n\n"
             f"episodes per cell: the default {DEFAULT_EPISODES} gives a 95 % Wilson interval of at most\n"
             f"+/-{hw50:.2f} per cell (the worst case, at a 50 % success rate); --quick uses {QUICK_EPISODES}\n"
             f"(+/-{hw10:.2f}). Every policy runs the same episodes, so differences between checkpoints are\n"

@@ -167,11 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from policies.checkpoint import CheckpointError
-    from policies.profiles import ProfileError, resolve
-    from policies.vla_config import VLAConfig
-    from policies.vla_model import BackboneNotFoundError
-    from policies.vla_policy import VLAPolicy
+    from policies.vla.checkpoint import CheckpointError
+    from policies.vla.config import VLAConfig
+    from policies.vla.model import BackboneNotFoundError
+    from policies.vla.policy import VLAPolicy
+    from policies.vla.profiles import ProfileError, resolve
 
     try:
         if args.threads is not None:

@@ -15,9 +15,9 @@ Each episode is a pure function of (policy spec, scene cell, seed): results do n
 the number of workers or on the order in which episodes finish.
 
 This module orchestrates; the jobs live in their own modules: the config and its command line
-(:mod:`eval.config`), policy specs and the factory (:mod:`eval.policy_factory`), the episode
-runner (:mod:`eval.episode`), the worker pool (:mod:`eval.workers`), provenance and resume
-(:mod:`eval.provenance`), records (:mod:`eval.records`).
+(:mod:`eval.config`), policy specs and the factory (:mod:`eval.runner.policy_factory`), the episode
+runner (:mod:`eval.runner.episode`), the worker pool (:mod:`eval.runner.workers`), provenance and resume
+(:mod:`eval.runner.provenance`), records (:mod:`eval.results.records`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eval import records as rec
 from eval.config import (
     HTTP_OPTION_NAMES,
     RolloutConfig,
@@ -40,19 +39,20 @@ from eval.config import (
     config_from_args,
     episode_seed,
 )
-from eval.episode import EpisodeTask, HarnessError, is_server_fault
-from eval.policy_factory import (
+from eval.results import records as rec
+from eval.results.records import EpisodeRecord
+from eval.results.video import video_name
+from eval.runner.episode import EpisodeTask, HarnessError, is_server_fault
+from eval.runner.policy_factory import (
     PolicySpec,
     build_policy,
     check_one_lane_per_server,
     checkpoint_specs,
     other_spec,
 )
-from eval.provenance import check_resume, environment_info
-from eval.records import EpisodeRecord
+from eval.runner.provenance import check_resume, environment_info
+from eval.runner.workers import WorkerPool, configure_torch, make_env
 from eval.select import SelectionError, resolve_checkpoints
-from eval.video import video_name
-from eval.workers import WorkerPool, configure_torch, make_env
 from policies.messages import one_line
 
 logger = logging.getLogger("eval.rollout")
@@ -147,7 +147,7 @@ def check_servers(entries: list[PolicyEntry]) -> None:
     Raises:
         UsageError: the first server that fails (one line: unreachable, model not loaded, wrong key).
     """
-    from policies.http_client import PreflightError
+    from policies.http.client import PreflightError
 
     for entry in entries:
         if entry.spec.kind != "http":
@@ -223,8 +223,8 @@ def run_rollout(config: RolloutConfig, *, progress: bool = True) -> Path:
         RolloutStopped: a server failed ``config.max_server_faults`` episodes in a row (finished
             episodes and summary.json are saved; rerun with the same --out to resume).
     """
-    from eval.report import build_report
-    from eval.summary import build_summary
+    from eval.results.report import build_report
+    from eval.results.summary import build_summary
 
     specs, selection = plan_specs(config)
     entries = [PolicyEntry(spec) for spec in specs]
@@ -395,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RolloutStopped, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    from eval.summary import format_table
+    from eval.results.summary import format_table
 
     summary = json.loads((out / "summary.json").read_text())
     print(format_table(summary))

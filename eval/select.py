@@ -11,7 +11,7 @@ logger folders ``version_N/metrics.csv``. The val_loss of a checkpoint comes fro
 2. the file name (``val_loss=0.067`` or ``val_loss=val_loss=0.067``);
 3. ``metrics.csv`` (``epoch,val_loss`` rows), matched to the epoch in the file name.
 
-Only the callback state is read from a checkpoint (``policies.checkpoint_io.read_checkpoint``,
+Only the callback state is read from a checkpoint (``policies.vla.checkpoint_io.read_checkpoint``,
 memory-mapped): weights stay on disk.
 """
 
@@ -185,7 +185,7 @@ def read_checkpoint_meta(path: Path) -> dict[str, Any] | None:
     The file is memory-mapped, so the weights are not read. Returns None when the file cannot
     be read or holds no ModelCheckpoint state.
     """
-    from policies.checkpoint_io import CheckpointError, read_checkpoint  # torch: not for file names alone
+    from policies.vla.checkpoint_io import CheckpointError, read_checkpoint  # torch: not for file names alone
 
     try:
         ckpt = read_checkpoint(path, mmap=True)

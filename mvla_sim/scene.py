@@ -86,13 +86,13 @@ class StartSpec:
 
 @dataclass(frozen=True)
 class DriveSpec:
-    """The drive: speeds per key direction at ``throttle_percent`` (m/s), dead zone, yaw rate."""
+    """The drive: speeds per key direction at ``throttle_percent`` (m/s) and yaw rate (the dead zone
+    is the robot client's, :data:`mvla_sim.facts.CLIENT_DEAD_ZONE`)."""
 
     forward_speed_mps: float
     strafe_speed_mps: float
     diagonal_speed_mps: float
     throttle_percent: float
-    dead_zone: float
     yaw_rate_radps: float
     substep_m: float
 

@@ -31,7 +31,7 @@ frame once and unfolds the ``every_step`` windows from the per-frame features, w
 same loss with 8x fewer backbone passes (frames are independent through the backbone).
 
 Images: the real pipeline squashes the whole 16:9 frame to a square (PIL bilinear on uint8, to
-224 x 224); ``image_size`` does exactly that (:func:`policies.processors.resize_frame`). Items carry uint8 (T, H, W, 3);
+224 x 224); ``image_size`` does exactly that (:func:`policies.vla.processors.resize_frame`). Items carry uint8 (T, H, W, 3);
 ``collate`` makes them (B, T, 3, S, S), uint8 or float in [0, 1]. Mean/std normalization
 (CLIP's, in the run's config) belongs to the model's preprocessing, not here.
 
@@ -71,7 +71,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mvla_sim.facts import mirror_instruction
-from policies.processors import resize_frame
+from policies.vla.processors import resize_frame
 from train.episodes import EPISODE_GLOB, find_episodes, read_episode, read_frames, scenario_of
 
 logger = logging.getLogger(__name__)

@@ -159,7 +159,7 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
     from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader
 
-    from policies.vla_config import ConfigError, VLAConfig
+    from policies.vla.config import ConfigError, VLAConfig
     from train.atomic import write_json_atomic
     from train.dataset import EpisodeSource, train_val_datasets
     from train.dataset import collate as collate_fn

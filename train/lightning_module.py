@@ -4,7 +4,7 @@ The network is held as ``self.model`` so that state-dict keys carry the ``model.
 real checkpoints; ``hyper_parameters["configs"]`` holds the whole RoboVLMs config JSON of the run,
 including the recipe (``mvla_sim.recipe``: pixel normalization, token layout, instruction) that
 the ``as_trained`` profile reproduces. Frames arrive resized (PIL bilinear on uint8, by the
-dataset, as the fork's loader does); pixels and prompts then go through ``policies.processors``,
+dataset, as the fork's loader does); pixels and prompts then go through ``policies.vla.processors``,
 the functions the policy itself uses, so training sees exactly what ``as_trained`` inference sees.
 """
 
@@ -16,7 +16,9 @@ from typing import Any
 import lightning as L
 import torch
 
-from policies.processors import (
+from policies.vla.config import TrainingRecipe, VLAConfig
+from policies.vla.model import MobileVLAModel
+from policies.vla.processors import (
     action_classes,
     collate_layouts,
     layout_tokens,
@@ -25,8 +27,6 @@ from policies.processors import (
     to_pixels,
     tokenize_prompt,
 )
-from policies.vla_config import TrainingRecipe, VLAConfig
-from policies.vla_model import MobileVLAModel
 
 METRIC_NAMES = ("loss", "loss_velocity_act", "rmse_velocity_act", "true_rmse")
 """Logged as ``train_*`` / ``val_*``. The first three are RoboVLMs' (its "rmse" is sqrt of the

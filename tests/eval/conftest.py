@@ -20,12 +20,12 @@ if str(HERE) not in sys.path:
 def tiny_vla_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One real checkpoint of the tiny VLA (random weights, real key layout), built once."""
     torch = pytest.importorskip("torch")
-    pytest.importorskip("policies.vla_policy")
+    pytest.importorskip("policies.vla.policy")
     from eval_helpers import real_name
 
-    from policies.checkpoint import save_checkpoint
-    from policies.vla_config import TrainingRecipe, VLAConfig
-    from policies.vla_model import MobileVLAModel
+    from policies.vla.checkpoint import save_checkpoint
+    from policies.vla.config import TrainingRecipe, VLAConfig
+    from policies.vla.model import MobileVLAModel
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 
+from eval.results.video import read_video
 from eval.rollout import main
 from eval.select import REPO_ROOT
-from eval.video import read_video
 
 REFERENCE = REPO_ROOT / "assets" / "checkpoints" / "reference"
 CI_VIDEOS = REPO_ROOT / "videos" / "ci"

@@ -1,4 +1,4 @@
-"""``eval.rollout`` against policies served by ``policies.serve`` on loopback (real servers, no HTTP mocks).
+"""``eval.rollout`` against policies served by ``policies.http.serve`` on loopback (real servers, no HTTP mocks).
 
 Same actions in-process and over HTTP, pre-flight errors, server faults (recorded, or stopping the
 run and resuming), one episode at a time per URL, and checkpoints under several profiles.
@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from eval import records as rec
 from eval.config import RolloutConfig
+from eval.results import records as rec
 from eval.rollout import RolloutStopped, main, run_rollout
 from eval.select import REPO_ROOT
-from policies.serve import PolicyServer, create_app, load_checkpoint_policy, running_server
+from policies.http.serve import PolicyServer, create_app, load_checkpoint_policy, running_server
 
 KEY = "eval-test-key-0123456"
 REFERENCE_CKPT = (

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eval import records as rec
-from eval.report import build_report, main
-from eval.summary import build_summary, format_table
+from eval.results import records as rec
+from eval.results.report import build_report, main
+from eval.results.summary import build_summary, format_table
 
 CELLS = ["left-day-medium", "left-evening-medium", "right-day-medium", "right-evening-medium"]
 LAYOUT = {

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from eval_fakes import FakeCorridorEnv, NanPolicy, RaisingPolicy
 
-from eval import records as rec
 from eval.config import Cell, RolloutConfig, UsageError, episode_seed
-from eval.episode import run_episode
-from eval.policy_factory import PolicySpec, other_spec
+from eval.results import records as rec
 from eval.rollout import main, run_rollout
+from eval.runner.episode import run_episode
+from eval.runner.policy_factory import PolicySpec, other_spec
 from eval.select import SelectionError
 
 HAS_SIM = importlib.util.find_spec("mvla_sim.env") is not None
@@ -192,7 +192,7 @@ def test_cli_help_explains_the_episode_count(capsys) -> None:
 def test_profiles_listed_for_the_cli_are_the_policys() -> None:
     pytest.importorskip("torch")
     from eval.config import PROFILES
-    from policies.vla_policy import PROFILES as POLICY_PROFILES
+    from policies.vla.policy import PROFILES as POLICY_PROFILES
 
     assert PROFILES == tuple(POLICY_PROFILES)
 
@@ -250,7 +250,7 @@ def test_backbone_dir_flag_reaches_checkpoint_policies_and_not_presets(tmp_path)
     """--backbone-dir goes to every checkpoint policy (a real run's Kosmos-2 folder); a run of a
     random-weight preset (the bundled reference) ignores it."""
     from eval.config import build_parser, config_from_args
-    from policies.vla_policy import VLAPolicy
+    from policies.vla.policy import VLAPolicy
 
     args = build_parser().parse_args(
         ["--backbone-dir", str(tmp_path / "kosmos"), "--policy-option", "era=2025-11-20"]

@@ -7,8 +7,8 @@ import math
 import pytest
 from scipy import stats as sps
 
-from eval import stats
-from eval.summary import aggregate, recommend
+from eval.results import stats
+from eval.results.summary import aggregate, recommend
 
 
 @pytest.mark.parametrize(("k", "n"), [(0, 10), (7, 50), (50, 50), (25, 50), (1, 1)])

@@ -8,8 +8,8 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
+from eval.results.video import EpisodeVideo, annotate, caption, pad_to_even, read_video, video_name
 from eval.select import REPO_ROOT
-from eval.video import EpisodeVideo, annotate, caption, pad_to_even, read_video, video_name
 
 
 def test_video_writer_pads_odd_frames_and_decodes(tmp_path: Path) -> None:

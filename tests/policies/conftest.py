@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from policies.robovlms_config import KOSMOS2_DIR_ENV
-from policies.vla_config import VLAConfig
-from policies.vla_model import MobileVLAModel
+from policies.vla.config import VLAConfig
+from policies.vla.model import MobileVLAModel
+from policies.vla.robovlms_config import KOSMOS2_DIR_ENV
 
 
 def _tiny_config(**changes) -> VLAConfig:

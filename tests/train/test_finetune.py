@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from policies.checkpoint import load_model
-from policies.vla_policy import VLAPolicy
+from policies.vla.checkpoint import load_model
+from policies.vla.policy import VLAPolicy
 from train.finetune import main as finetune_main
 from train.generate import GenerateConfig, generate_episodes
 

@@ -1,0 +1,195 @@
+"""Policy specs and the factory that turns a spec into a policy (in a worker or the main process).
+
+A :class:`PolicySpec` is the serialisable description of one policy of an evaluation; workers
+rebuild the policy from it. Four kinds:
+
+- ``checkpoint``: a VLA checkpoint under one profile,
+  ``VLAPolicy.from_checkpoint(path, profile, **options)``;
+- ``baseline``: ``policies.scripted.baselines.make_baseline(name, env, seed)``;
+- ``factory``: a ``module:function`` of your own, called as ``function(env=env, seed=seed)``;
+- ``http``: a server speaking the team's inference protocol, ``HTTPPolicy(url, **options)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from eval.config import HTTP_OPTION_NAMES, UsageError, redact
+from policies.http.protocol import check_url, is_http_url, server_identity
+
+KINDS = ("checkpoint", "baseline", "factory", "http")
+BASE_PROFILE = "as_trained"
+"""The profile whose checkpoint ids carry no suffix (the other profiles add ``@<profile>``)."""
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """One policy of an evaluation.
+
+    Attributes:
+        kind: ``checkpoint``, ``baseline``, ``factory`` or ``http``.
+        id: short, file-name-safe id used in records, tables and video names.
+        name: baseline name, ``module:function`` target, or server URL (without any key).
+        path: checkpoint file (``checkpoint`` only).
+        profile: VLA profile (``checkpoint`` only): ``as_trained`` or ``as_deployed``.
+        options: keyword settings passed to the policy (may hold the API key: see ``to_dict``).
+        val_loss, val_loss_source, epoch, role: what checkpoint selection found (``eval.select``).
+    """
+
+    kind: str
+    id: str
+    name: str | None = None
+    path: str | None = None
+    profile: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    val_loss: float | None = None
+    val_loss_source: str | None = None
+    epoch: int | None = None
+    role: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown policy kind {self.kind!r}; choose from {list(KINDS)}")
+
+    @property
+    def url(self) -> str | None:
+        return self.name if self.kind == "http" else None
+
+    @property
+    def lane(self) -> str | None:
+        """Episodes of the same lane run one at a time (one server holds one history).
+
+        One URL per server: :func:`check_one_lane_per_server` refuses two URLs of one server.
+        """
+        return self.url
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as written to ``summary.json``: secrets (the API key) are never included."""
+        return {
+            "kind": self.kind,
+            "id": self.id,
+            "name": self.name,
+            "target": self.name if self.kind == "factory" else None,
+            "url": self.url,
+            "path": self.path,
+            "profile": self.profile,
+            "options": redact(self.options),
+            "val_loss": self.val_loss,
+            "val_loss_source": self.val_loss_source,
+            "epoch": self.epoch,
+            "role": self.role,
+        }
+
+
+def checkpoint_specs(choice: Any, profiles: tuple[str, ...], options: dict[str, Any]) -> list[PolicySpec]:
+    """One spec per profile for a selected checkpoint (:class:`eval.select.CheckpointChoice`)."""
+    return [
+        PolicySpec(
+            kind="checkpoint",
+            id=choice.policy_id + ("" if profile == BASE_PROFILE else f"@{profile}"),
+            path=str(choice.path),
+            profile=profile,
+            options=dict(options),
+            val_loss=choice.val_loss,
+            val_loss_source=choice.val_loss_source,
+            epoch=choice.epoch,
+            role=choice.role,
+        )
+        for profile in profiles
+    ]
+
+
+def other_spec(name: str, http_options: dict[str, Any] | None = None) -> PolicySpec:
+    """Spec of a non-checkpoint policy: a server URL, a ``module:factory`` or a baseline name.
+
+    Raises:
+        UsageError: a malformed URL or an unknown baseline (one line).
+    """
+    if is_http_url(name):
+        try:
+            url = check_url(name)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        return PolicySpec(kind="http", id=url, name=url, options=dict(http_options or {}))
+    if ":" in name:
+        return PolicySpec(kind="factory", id=re.sub(r"[^A-Za-z0-9._-]+", "-", name.split(":")[-1]), name=name)
+    from policies.scripted.baselines import BASELINE_NAMES
+
+    if name not in BASELINE_NAMES:
+        raise UsageError(
+            f"unknown baseline {name!r}; choose from {','.join(BASELINE_NAMES)} "
+            "(or give module:factory, or a server URL http://HOST:PORT)"
+        )
+    return PolicySpec(kind="baseline", id=name, name=name)
+
+
+def check_one_lane_per_server(specs: list[PolicySpec]) -> None:
+    """Refuse two server URLs that reach the same server (``127.0.0.1`` and ``localhost``, a host name
+    and its address): one server holds one history, so their episodes would run at once and corrupt
+    each other's, and evaluating one server twice under two names measures nothing new. Refused, not
+    serialised, because two ids for one policy would also double it in the tables.
+
+    Raises:
+        UsageError: the first two URLs of one server (one line).
+    """
+    seen: dict[tuple[str, int, str], str] = {}
+    for spec in specs:
+        if spec.kind != "http" or spec.url is None:
+            continue
+        identity = server_identity(spec.url) or frozenset()
+        for address in sorted(identity):
+            other = seen.get(address)
+            if other is not None and other != spec.url:
+                where = "this machine" if address[0] == "local" else address[0]
+                raise UsageError(
+                    f"{other} and {spec.url} are the same server ({where}, port {address[1]}): one server "
+                    "holds one history, so give its URL once"
+                )
+        seen.update(dict.fromkeys(identity, spec.url))
+
+
+def import_target(target: str) -> Callable[..., Any]:
+    """``"module:function"`` -> the function; :class:`UsageError` if it cannot be imported."""
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise UsageError(f"{target!r}: expected 'module:function'")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"cannot import {target!r}: {exc}") from exc
+
+
+def build_policy(spec: PolicySpec, env: Any, seed: int) -> Any:
+    """Build the policy of ``spec`` (``env`` and ``seed`` serve baselines and factories)."""
+    if spec.kind == "baseline":
+        from policies.scripted.baselines import make_baseline
+
+        return make_baseline(spec.name, env, seed)
+    if spec.kind == "checkpoint":
+        from policies.vla.policy import VLAPolicy
+
+        return VLAPolicy.from_checkpoint(spec.path, spec.profile or BASE_PROFILE, **spec.options)
+    if spec.kind == "factory":
+        return import_target(spec.name)(env=env, seed=seed)
+    from policies.http.client import HTTPPolicy
+
+    unknown = sorted(set(spec.options) - set(HTTP_OPTION_NAMES))
+    if unknown:
+        raise UsageError(f"{spec.id}: unknown server option(s) {unknown}; use {', '.join(HTTP_OPTION_NAMES)}")
+    return HTTPPolicy(spec.name, **spec.options)
+
+
+__all__ = [
+    "BASE_PROFILE",
+    "KINDS",
+    "PolicySpec",
+    "build_policy",
+    "check_one_lane_per_server",
+    "checkpoint_specs",
+    "import_target",
+    "other_spec",
+]
