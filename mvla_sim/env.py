@@ -51,6 +51,25 @@ VIEW_TARGET_HEIGHT = 0.6
 """The bottle counts as in view when this fraction of its height (its label) is in the view."""
 
 
+ENV_OPTIONS: tuple[str, ...] = (
+    "side",
+    "lighting",
+    "obstacle_distance",
+    "randomize",
+    "randomization",
+    "image_size",
+    "drive_model",
+    "throttle_percent",
+    "max_steps",
+    "terminate_on_success",
+    "renderer",
+    "lens_distortion",
+    "render_mode",
+    "scene_spec",
+)
+"""The keyword arguments of :class:`MobileVLAEnv`."""
+
+
 class MobileVLAEnv(gym.Env):
     """
     ## Description
@@ -78,9 +97,11 @@ class MobileVLAEnv(gym.Env):
     Drive models: ``throttle`` (default, the real motor driver: only the direction
     ``atan2(linear_y, linear_x)`` counts and the base moves at the calibrated speed of that
     direction at 50 % throttle: forward (W/S) 0.391 m/s, strafe (A/D) 0.334 m/s, diagonal (Q/E/Z/C)
-    0.320 m/s, interpolated in between, i.e. 0.156 / 0.134 / 0.128 m per key press; planar
-    magnitude under 0.15 stops) and ``velocity`` (proportional: ``linear_x / 1.15`` of the forward
-    speed, ``linear_y / 1.15`` of the strafe speed). The speeds, like the scene's dimensions, are
+    0.320 m/s, interpolated in between, i.e. 0.156 / 0.134 / 0.128 m per key press) and
+    ``velocity`` (proportional: ``linear_x / 1.15`` of the forward speed, ``linear_y / 1.15`` of the
+    strafe speed). Both first apply the real robot client's rule, whatever produced the action: it
+    stops unless ``|linear_x|`` or ``|linear_y|`` exceeds 0.1, and drives toward the heading rounded
+    toward zero to whole degrees, so (0.12, 0) is a whole W press and (0.1, 0.05) does nothing. The speeds, like the scene's dimensions, are
     fitted to the teleoperators' real key sequences (see Calibration below).
 
     ## Observation Space
@@ -203,9 +224,7 @@ class MobileVLAEnv(gym.Env):
     ) -> None:
         if unknown:
             raise TypeError(
-                f"unknown MobileVLAEnv option(s) {sorted(unknown)}; valid options are "
-                "side, lighting, obstacle_distance, randomize, randomization, image_size, drive_model, throttle_percent, "
-                "max_steps, terminate_on_success, renderer, lens_distortion, render_mode, scene_spec"
+                f"unknown MobileVLAEnv option(s) {sorted(unknown)}; valid options are {', '.join(ENV_OPTIONS)}"
             )
         width, height = check_env_options(
             side=side,
@@ -240,18 +259,19 @@ class MobileVLAEnv(gym.Env):
             }
         )
         self.action_space = spaces.Box(ACTION_LOW, ACTION_HIGH, shape=(2,), dtype=np.float32)
+        self._build_world(width, height, renderer, float(lens_distortion))
+        self.layout: Layout | None = None
+        self._seed: int | None = None
 
+    def _build_world(self, width: int, height: int, renderer: str, lens_distortion: float) -> None:
+        """This env's own PyBullet client with the corridor, the robot, the camera (and the map)."""
         with _quiet_stdout():  # PyBullet's C code prints "argv[0]=" on every DIRECT connect
             self._client = bullet_client.BulletClient(connection_mode=p.DIRECT)
         self._client.configureDebugVisualizer(p.COV_ENABLE_GUI, 0)
         self.world = CorridorWorld(self._client, self.spec_scene)
         self.robot = OmniBase(self._client, self.spec_scene.robot, self.spec_scene.drive)
-        self.camera = Camera(
-            self._client, self.spec_scene.robot, width, height, renderer, float(lens_distortion)
-        )
-        self._map = TopDownMap(self.spec_scene, RENDER_HEIGHT) if render_mode == "rgb_array" else None
-        self.layout: Layout | None = None
-        self._seed: int | None = None
+        self.camera = Camera(self._client, self.spec_scene.robot, width, height, renderer, lens_distortion)
+        self._map = TopDownMap(self.spec_scene, RENDER_HEIGHT) if self.render_mode == "rgb_array" else None
 
     # -- gymnasium API ---------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
