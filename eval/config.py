@@ -36,7 +36,7 @@ LATENCY_BUDGET_MS = 100.0
 model needed about 120 ms on an RTX A5000."""
 DEFAULT_MAX_SERVER_FAULTS = 3
 """Consecutive episodes ending in a server fault (same URL) that stop a run."""
-HTTP_OPTION_NAMES = ("api_key", "strategy", "timeout_s", "retries", "keep_alive")
+HTTP_OPTION_NAMES = ("api_key", "strategy", "timeout_s", "deadline_s", "retries", "keep_alive")
 """``--policy-option`` keys that go to HTTP server policies (``policies.http.client.OPTION_NAMES``);
 the other keys go to checkpoint policies."""
 SECRET_OPTIONS = ("api_key",)
@@ -111,7 +111,7 @@ class RolloutConfig:
         real: a folder of real episodes; the report then sets each checkpoint's closed-loop success
             beside its open-loop direction agreement on those real frames and on paired simulated
             frames (``eval.realgap``).
-        real_channel_order: channel order the real ``.h5`` files store (the real collector's: bgr).
+        real_channel_order: channel order of the ``.h5`` files of ``real`` (``auto``: as each records).
     """
 
     ckpt: list[str] = field(default_factory=lambda: ["top3"])
@@ -138,7 +138,7 @@ class RolloutConfig:
     max_server_faults: int = DEFAULT_MAX_SERVER_FAULTS
     appearance: str = "default"
     real: Path | None = None
-    real_channel_order: str = "bgr"
+    real_channel_order: str = "auto"
 
     def __post_init__(self) -> None:
         for name, values, allowed in (
@@ -402,9 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--real-channel-order",
-        choices=("bgr", "rgb"),
-        default="bgr",
-        help="channel order of --real (real: bgr)",
+        choices=("auto", "bgr", "rgb"),
+        default="auto",
+        help="channel order of --real (auto: as each file records, else bgr)",
     )
     g = parser.add_argument_group("execution")
     g.add_argument(
@@ -423,9 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="a policy setting, repeatable. For checkpoints: device=cuda, dtype=bfloat16, era=2025-11-20, "
-        "token_layout=upstream, dead_zone=0.1, execute_steps=2 ... (results on a GPU may differ in the last bits between "
-        "runs). For server URLs: api_key=... (default: $VLA_API_KEY; never written to disk), timeout_s=1.0, "
-        "retries=0, strategy=chunk_reuse|receding_horizon (default: none sent, as the robot), "
+        "token_layout=upstream, gain=1.5, execute_steps=2 ... (results on a GPU may differ in the last bits between "
+        "runs). For server URLs: api_key=... (default: $VLA_API_KEY; never written to disk), timeout_s=1.0 (per read), "
+        "deadline_s=2.0 (per request; default 2 x timeout_s), retries=0, strategy=chunk_reuse|receding_horizon "
+        "(default: none sent, as the robot), "
         "keep_alive=false. Recorded in summary.json",
     )
     g.add_argument(
@@ -452,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_policy_options(items: list[str]) -> dict[str, Any]:
-    """``["device=cuda", "dead_zone=0.1"]`` -> ``{"device": "cuda", "dead_zone": 0.1}`` (JSON values)."""
+    """``["device=cuda", "gain=1.5"]`` -> ``{"device": "cuda", "gain": 1.5}`` (JSON values)."""
     try:
         return parse_overrides(items)
     except ValueError as exc:

@@ -204,9 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--channel-order",
-        choices=("bgr", "rgb"),
-        default="bgr",
-        help="channel order the .h5 files store (real: bgr)",
+        choices=("auto", "bgr", "rgb"),
+        default="auto",
+        help="channel order the .h5 files store (auto: as each file records, else the real camera's bgr)",
     )
     parser.add_argument(
         "--max-evals", type=int, default=DEFAULT_MAX_EVALS, help="objective evaluations at most"

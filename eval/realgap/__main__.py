@@ -74,9 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--channel-order",
-        choices=("bgr", "rgb"),
-        default="bgr",
-        help="channel order the .h5 files store (real: bgr)",
+        choices=("auto", "bgr", "rgb"),
+        default="auto",
+        help="channel order the .h5 files store (auto: as each file records, else the real camera's bgr)",
     )
     parser.add_argument(
         "--width", type=int, default=256, help="analysis width in pixels, real aspect (default 256)"

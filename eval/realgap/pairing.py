@@ -19,7 +19,6 @@ import numpy as np
 
 import mvla_sim
 from eval.realgap.sources import RealEpisode
-from eval.replay import outcome_of
 from mvla_sim.appearance import Appearance
 
 
@@ -71,7 +70,7 @@ def replay(real: RealEpisode, env: gym.Env, seed: int = 0) -> Replay:
         if terminated or truncated:
             break
     n = min(len(frames), len(real.frames))
-    return Replay(np.stack(frames[:n]), poses[:n], outcome_of(dict(info)), dict(info))
+    return Replay(np.stack(frames[:n]), poses[:n], info.get("outcome") or "unfinished", dict(info))
 
 
 def render_at(env: gym.Env, poses: list[tuple[float, float, float]], seed: int = 0) -> np.ndarray:

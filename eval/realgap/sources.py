@@ -1,7 +1,8 @@
 """The user's real frames: episodes in the real ``.h5`` format or plain images, in RGB.
 
-Real episodes store their frames BGR (FACTS.md, "The episode file"): ``channel_order="bgr"``
-(the default) swaps them to RGB on read. Every frame is resized to the analysis width at the
+Real episodes store their frames BGR (FACTS.md, "The episode file"). ``channel_order="auto"``
+(the default) takes the order the file records, else the real camera's BGR
+(``train.episodes.Episode.channel_order``); ``"bgr"``/``"rgb"`` overrides it. Every frame is resized to the analysis width at the
 real camera's aspect as it is read (area filter), so 720p folders fit in memory.
 
 An episode is **paired** when its file name parses (``train.episodes.EPISODE_NAME_PATTERN``) and
@@ -20,7 +21,7 @@ from PIL import Image
 
 from train.episodes import EpisodeNameError, find_episodes, parse_episode_name, read_episode
 
-CHANNEL_ORDERS = ("bgr", "rgb")
+CHANNEL_ORDERS = ("auto", "bgr", "rgb")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 PAIRED_BOXES, PAIRED_LAYOUT = "1box", "hori"
 """The simulated scene: one box lying across the corridor."""
@@ -50,7 +51,7 @@ class RealEpisode:
 
 def to_rgb(frames: np.ndarray, channel_order: str) -> np.ndarray:
     """Stored frames -> RGB (``bgr`` swaps the channels, ``rgb`` keeps them)."""
-    if channel_order not in CHANNEL_ORDERS:
+    if channel_order not in CHANNEL_ORDERS[1:]:
         raise ValueError(
             f"channel order {channel_order!r} is not valid; choose one of {list(CHANNEL_ORDERS)}"
         )
@@ -76,7 +77,8 @@ def load_episode(path: Path, channel_order: str, width: int) -> RealEpisode:
     images = episode.images
     assert images is not None
     native = (int(images.shape[2]), int(images.shape[1]))
-    frames = resize_frames(to_rgb(images, channel_order), analysis_size(native, width))
+    order = episode.channel_order if channel_order == "auto" else channel_order
+    frames = resize_frames(to_rgb(images, order), analysis_size(native, width))
     real = RealEpisode(path.stem, frames, episode.actions, episode.instruction, native_size=native)
     try:
         parsed = parse_episode_name(path)
@@ -111,10 +113,10 @@ def load_images(folder: Path, width: int) -> RealEpisode:
     )
 
 
-def load_real(folder: str | Path, channel_order: str = "bgr", width: int = 256) -> list[RealEpisode]:
+def load_real(folder: str | Path, channel_order: str = "auto", width: int = 256) -> list[RealEpisode]:
     """The real episodes of ``folder`` (``episode_*.h5`` or any ``*.h5``), else its images.
 
-    ``channel_order`` is the order the ``.h5`` files store (``bgr`` for the real collector).
+    ``channel_order``: the order the ``.h5`` files store (``auto``: as each file records, else BGR).
 
     Raises:
         FileNotFoundError: naming the folder when it holds neither episodes nor images.

@@ -130,6 +130,7 @@ def write_standins(
             actions,
             INSTRUCTIONS[side],
             name,
+            channel_order="bgr",
             extra_attrs={"source": SOURCE, "standin_keys": sequence.keys, "standin_seed": seed + i},
         )
         paths.append(write_episode(out / name.filename, episode, overwrite=True))
