@@ -245,10 +245,7 @@ class MobileVLAEnv(gym.Env):
         )
         _check_choice("render_mode", render_mode, (None, *self.metadata["render_modes"]))
 
-        self.appearance = load_appearance(appearance)
-        if lens_distortion is None:
-            lens_distortion = self.appearance.camera.lens_distortion
-        # The appearance's lights replace the spec's (the spec keeps the calibrated geometry).
+        self.appearance = load_appearance(appearance)  # its lights replace the spec's; geometry stays
         self.spec_scene = replace(load_scene_spec(scene_spec), lighting=self.appearance.lighting)
         _check_choice("randomization", randomization, ("none", *self.spec_scene.randomization))
         self.side, self.lighting, self.obstacle_distance = side, lighting, obstacle_distance
@@ -269,12 +266,14 @@ class MobileVLAEnv(gym.Env):
             }
         )
         self.action_space = spaces.Box(ACTION_LOW, ACTION_HIGH, shape=(2,), dtype=np.float32)
-        self._build_world(width, height, renderer, float(lens_distortion))
+        self._build_world(width, height, renderer, lens_distortion)
         self.layout: Layout | None = None
         self._seed: int | None = None
 
-    def _build_world(self, width: int, height: int, renderer: str, lens_distortion: float) -> None:
-        """This env's own PyBullet client with the corridor, the robot, the camera (and the map)."""
+    def _build_world(self, width: int, height: int, renderer: str, lens_distortion: float | None) -> None:
+        """This env's own PyBullet client with the corridor, the robot, the camera (and the map);
+        ``lens_distortion`` None takes the appearance's."""
+        lens = self.appearance.camera.lens_distortion if lens_distortion is None else float(lens_distortion)
         with _quiet_stdout():  # PyBullet's C code prints "argv[0]=" on every DIRECT connect
             self._client = bullet_client.BulletClient(connection_mode=p.DIRECT)
         self._client.configureDebugVisualizer(p.COV_ENABLE_GUI, 0)
@@ -286,7 +285,7 @@ class MobileVLAEnv(gym.Env):
             width,
             height,
             renderer,
-            lens_distortion,
+            lens,
             self.appearance.camera,
         )
         self._map = TopDownMap(self.spec_scene, RENDER_HEIGHT) if self.render_mode == "rgb_array" else None

@@ -5,9 +5,9 @@ training; ``VLAPolicy.trace``): the model reads the episode's frames one by one 
 ``episode_start`` frame, as in training, and answers an action at every step; once on the real
 frames and once on the paired simulated frames. Per step, an action's **key class** is the
 teleoperation key (``mvla_sim.facts.MOVE_KEYS``: 8 directions, 45 degrees apart) nearest to its
-direction ``atan2(linear_y, linear_x)``, or ``space`` (stop) when its planar magnitude is under
-the drive's dead zone (the scene spec's ``drive.dead_zone``): the rule the motor driver applies,
-and the team's "direction accuracy" classes. Reported:
+direction, or ``space`` (stop) when the robot client would not drive it: both as
+``mvla_sim.facts.client_command`` decides (the project's one dead zone); the team's "direction
+accuracy" classes. Reported:
 
 - ``direction_agreement``: fraction of steps where real and sim actions have the same key class;
 - ``mean_abs_diff``: mean |real - sim| over steps and both components (data units);
@@ -23,23 +23,17 @@ from typing import Any
 
 import numpy as np
 
-from mvla_sim.facts import MOVE_KEYS
-from mvla_sim.scene import load_scene_spec
+from mvla_sim.facts import MOVE_KEYS, client_command
 
 STOP = "space"
 
 
-def dead_zone() -> float:
-    """The drive's dead zone (data units): planar actions under it do not move the base."""
-    return load_scene_spec().drive.dead_zone
-
-
-def key_class(action: np.ndarray | list[float], zone: float | None = None) -> str:
-    """The key nearest to ``action``'s direction ([linear_x, linear_y, ...]), or ``"space"``."""
-    lx, ly = float(action[0]), float(action[1])
-    if math.hypot(lx, ly) < (dead_zone() if zone is None else zone):
+def key_class(action: np.ndarray | list[float]) -> str:
+    """The key nearest to the direction the robot client drives ``action`` in, or ``"space"``."""
+    command = client_command(float(action[0]), float(action[1]))
+    if command is None:
         return STOP
-    sector = round(math.degrees(math.atan2(ly, lx)) / 45.0) % len(MOVE_KEYS)
+    sector = round(math.degrees(math.atan2(command[1], command[0])) / 45.0) % len(MOVE_KEYS)
     return MOVE_KEYS[sector]
 
 
@@ -48,9 +42,8 @@ def behaviour_gap(
 ) -> dict[str, Any]:
     """Agreement of two action sequences (T, 2), and each one's with the recorded actions (T, >=2)."""
     n = min(len(real_actions), len(sim_actions))
-    zone = dead_zone()
-    real_k = [key_class(a, zone) for a in real_actions[:n]]
-    sim_k = [key_class(a, zone) for a in sim_actions[:n]]
+    real_k = [key_class(a) for a in real_actions[:n]]
+    sim_k = [key_class(a) for a in sim_actions[:n]]
     out: dict[str, Any] = {
         "steps": n,
         "direction_agreement": float(np.mean([a == b for a, b in zip(real_k, sim_k, strict=True)]))
@@ -61,7 +54,7 @@ def behaviour_gap(
         "sim_keys": "".join(k if k != STOP else "_" for k in sim_k),
     }
     if recorded is not None and n > 1:
-        rec_k = [key_class(a, zone) for a in recorded[1:n]]
+        rec_k = [key_class(a) for a in recorded[1:n]]
         out["recorded_keys"] = "".join(k if k != STOP else "_" for k in rec_k)
         out["real_vs_recorded"] = float(np.mean([a == b for a, b in zip(real_k[1:], rec_k, strict=True)]))
         out["sim_vs_recorded"] = float(np.mean([a == b for a, b in zip(sim_k[1:], rec_k, strict=True)]))
