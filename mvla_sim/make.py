@@ -11,6 +11,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from mvla_sim.appearance import Appearance
 from mvla_sim.env import DEFAULT_IMAGE_SIZE, check_env_options
 from mvla_sim.facts import EPISODE_ACTIONS
 from mvla_sim.registration import ENV_IDS, env_id
@@ -34,7 +35,8 @@ class SceneDescription:
         image_size: observation (width, height) in pixels.
         max_steps: actions before truncation (also the registered step limit of the made env).
         scene_spec: a scene spec JSON, ``None`` for the bundled one.
-        appearance: what the renderer shows (``mvla_sim.appearance``): a bundled name or a JSON path.
+        appearance: what the renderer shows (``mvla_sim.appearance``): a bundled name, a JSON path or
+            an :class:`~mvla_sim.appearance.Appearance` (``to_dict`` records its name).
     """
 
     side: str = "left"
@@ -47,7 +49,7 @@ class SceneDescription:
     image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE
     max_steps: int = EPISODE_ACTIONS
     scene_spec: str | None = None
-    appearance: str = "default"
+    appearance: str | Appearance = "default"
 
     def __post_init__(self) -> None:
         if self.randomization not in RANDOMIZATION_CHOICES:
@@ -68,7 +70,8 @@ class SceneDescription:
         object.__setattr__(self, "image_size", size)
         if self.lens_distortion is not None:
             object.__setattr__(self, "lens_distortion", float(self.lens_distortion))
-        object.__setattr__(self, "appearance", str(self.appearance))
+        if not isinstance(self.appearance, Appearance):
+            object.__setattr__(self, "appearance", str(self.appearance))
         object.__setattr__(self, "max_steps", int(self.max_steps))
         if self.scene_spec is not None:
             object.__setattr__(self, "scene_spec", str(self.scene_spec))
@@ -107,7 +110,9 @@ class SceneDescription:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, for run configs and summaries."""
-        return {**dataclasses.asdict(self), "image_size": list(self.image_size)}
+        look = self.appearance.name if isinstance(self.appearance, Appearance) else self.appearance
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**data, "image_size": list(self.image_size), "appearance": look}
 
 
 def make_env(scene: SceneDescription | str, *, render_mode: str | None = None, **changes: Any) -> gym.Env:

@@ -14,16 +14,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
-import mvla_sim
 from eval.realgap.behaviour import behaviour_gap, trace_actions
 from eval.realgap.metrics import appearance_gap
-from eval.realgap.pairing import make_env, replay
+from eval.realgap.pairing import make_env as make_paired_env
+from eval.realgap.pairing import replay
 from eval.realgap.sources import RealEpisode
 from mvla_sim.appearance import load_appearance
 from mvla_sim.facts import CORE_KEY_SEQUENCES, key_sequence_actions
+from mvla_sim.make import SceneDescription, make_env
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,8 @@ def reference_frames(appearance: Any, size: tuple[int, int]) -> np.ndarray:
     """The simulator's own distribution: each side's representative real sequence, by day."""
     frames = []
     for side, keys in CORE_KEY_SEQUENCES.items():
-        env = gym.make(mvla_sim.env_id(side, "day"), randomize=False, image_size=size, appearance=appearance)
+        scene = SceneDescription(side=side, randomization="none", image_size=size, appearance=appearance)
+        env = make_env(scene)
         obs, _ = env.reset(seed=0)
         frames.append(obs["image"])
         for action in key_sequence_actions(keys):
@@ -60,7 +61,7 @@ def simulate(episodes: Sequence[RealEpisode], appearance: Any) -> SimSet:
         if not episode.paired:
             continue
         size = (episode.frames.shape[2], episode.frames.shape[1])
-        env = make_env(episode, size, look)
+        env = make_paired_env(episode, size, look)
         played = replay(episode, env)
         env.close()
         out.paired[episode.name], out.outcomes[episode.name] = played.frames, played.outcome

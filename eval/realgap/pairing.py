@@ -17,9 +17,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-import mvla_sim
 from eval.realgap.sources import RealEpisode
-from mvla_sim.appearance import Appearance
+from mvla_sim.appearance import Appearance, load_appearance
+from mvla_sim.make import SceneDescription
+from mvla_sim.make import make_env as make_scene_env
 
 
 @dataclass
@@ -39,16 +40,16 @@ def make_env(
     """The nominal scene of a paired episode, at ``image_size`` (the real aspect)."""
     if not real.paired:
         raise ValueError(f"{real.name}: unpaired ({real.why_unpaired}); it cannot be replayed")
-    steps = max(1, len(real.frames) - 1)
-    return gym.make(
-        mvla_sim.env_id(real.side, real.lighting),
+    scene = SceneDescription(
+        side=real.side,
+        lighting=real.lighting,
         obstacle_distance=real.distance,
-        randomize=False,
+        randomization="none",
         image_size=image_size,
-        appearance=appearance,
-        max_steps=steps,
-        max_episode_steps=steps,
+        max_steps=max(1, len(real.frames) - 1),
+        appearance=load_appearance(appearance),
     )
+    return make_scene_env(scene)
 
 
 def replay(real: RealEpisode, env: gym.Env, seed: int = 0) -> Replay:

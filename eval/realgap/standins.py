@@ -27,9 +27,9 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-import mvla_sim
 from mvla_sim.appearance import Appearance, load_appearance, with_values
 from mvla_sim.facts import INSTRUCTIONS, SIDES, RealKeySequence, key_sequence_actions, real_key_sequences
+from mvla_sim.make import SceneDescription, make_env
 from mvla_sim.scene import DEFAULT_SCENE
 from train.atomic import write_json_atomic
 from train.episodes import EpisodeName, make_episode, write_episode
@@ -119,9 +119,10 @@ def write_standins(
         sequence = sequence_for(i)
         side = sequence.side
         if side not in envs:
-            envs[side] = gym.make(
-                mvla_sim.env_id(side, "day"), image_size=size, appearance=appearance, scene_spec=scene
+            description = SceneDescription(
+                side=side, image_size=size, scene_spec=str(scene), appearance=appearance
             )
+            envs[side] = make_env(description)
         frames, actions = render_standin(envs[side], sequence.keys, seed + i)
         boxes, layout = ("1box", "hori") if i < episodes else ("2box", "vert")
         name = EpisodeName(EPOCH + timedelta(minutes=i), boxes, layout, side, "core", "medium")
