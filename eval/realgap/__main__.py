@@ -128,11 +128,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     paired = sum(e.paired for e in episodes)
     notes += [f"{e.name}: unpaired ({e.why_unpaired})" for e in episodes if not e.paired]
+    standins = sum(e.standin for e in episodes)
+    if standins:
+        notes.insert(
+            0,
+            f"{standins} of {len(episodes)} episodes are stand-ins (source=standin): rendered, NOT real frames",
+        )
     result.update(
         real=str(args.real),
         channel_order=args.channel_order,
         profile=args.profile,
-        episodes={"paired": paired, "unpaired": len(episodes) - paired, "names": [e.name for e in episodes]},
+        episodes={
+            "paired": paired,
+            "unpaired": len(episodes) - paired,
+            "standins": standins,
+            "names": [e.name for e in episodes],
+        },
         notes=notes,
         seconds=round(time.monotonic() - start, 1),
     )

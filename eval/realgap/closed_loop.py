@@ -40,7 +40,12 @@ def real_open_loop(config: Any, summary: dict[str, Any]) -> dict[str, Any]:
     success = {p["policy_id"]: p["overall"]["success_rate"] for p in chosen}
     for row in block["checkpoints"]:
         row["closed_loop_success"] = success.get(row["policy_id"])
-    block.update(real=str(config.real), profile=profile, episodes=len(episodes))
+    block.update(
+        real=str(config.real),
+        profile=profile,
+        episodes=len(episodes),
+        standins=sum(e.standin for e in episodes),
+    )
     return block
 
 

@@ -23,6 +23,7 @@ from train.episodes import EpisodeNameError, find_episodes, parse_episode_name, 
 
 CHANNEL_ORDERS = ("auto", "bgr", "rgb")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+STANDIN_SOURCE = "standin"
 PAIRED_BOXES, PAIRED_LAYOUT = "1box", "hori"
 """The simulated scene: one box lying across the corridor."""
 
@@ -42,6 +43,8 @@ class RealEpisode:
     why_unpaired: str | None = None
     native_size: tuple[int, int] = (0, 0)
     """(width, height) of the stored frames."""
+    standin: bool = False
+    """A stand-in (``eval.realgap.standins``: rendered, attribute ``source="standin"``), not real."""
 
     @property
     def scene(self) -> str:
@@ -80,6 +83,7 @@ def load_episode(path: Path, channel_order: str, width: int) -> RealEpisode:
     order = episode.channel_order if channel_order == "auto" else channel_order
     frames = resize_frames(to_rgb(images, order), analysis_size(native, width))
     real = RealEpisode(path.stem, frames, episode.actions, episode.instruction, native_size=native)
+    real.standin = episode.attrs.get("source") == STANDIN_SOURCE
     try:
         parsed = parse_episode_name(path)
     except EpisodeNameError as exc:

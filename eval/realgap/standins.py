@@ -27,6 +27,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
+from eval.realgap.sources import STANDIN_SOURCE
 from mvla_sim.appearance import Appearance, load_appearance, with_values
 from mvla_sim.facts import INSTRUCTIONS, SIDES, RealKeySequence, key_sequence_actions, real_key_sequences
 from mvla_sim.make import SceneDescription, make_env
@@ -34,7 +35,7 @@ from mvla_sim.scene import DEFAULT_SCENE
 from train.atomic import write_json_atomic
 from train.episodes import EpisodeName, make_episode, write_episode
 
-SOURCE = "standin"
+SOURCE = STANDIN_SOURCE
 EPOCH = datetime(1990, 6, 1, 9, 0, 0)
 STANDIN_RANDOMIZATION = {
     "start_xy_m": [0.01, 0.01],

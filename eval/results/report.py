@@ -351,7 +351,9 @@ def _real_section(summary: dict[str, Any]) -> Section | None:
 
     s = Section("Against real frames (open loop)")
     s.p(
-        f"{block['episodes']} paired real episodes of {block['real']}, profile {block['profile']}, appearance "
+        f"{block['episodes']} paired episodes of {block['real']}"
+        + (f" ({block['standins']} of them stand-ins: rendered, NOT real)" if block.get("standins") else "")
+        + f", profile {block['profile']}, appearance "
         f"{block['appearance']}: each checkpoint read the real frames and the simulated frames from the same "
         "poses; agreement = same key class as the recorded key (eval.realgap). Ranked differently by sim: "
         + (", ".join(block["misranked"]) or "none")

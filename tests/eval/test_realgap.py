@@ -34,6 +34,7 @@ def test_standins_are_stored_bgr_in_the_real_format_and_marked(standins):
     assert len(names) == 5 and sum("2box_vert" in n for n in names) == 1
     episodes = load_real(standins, "bgr", width=SIZE[0])
     assert [e.paired for e in episodes].count(True) == 4
+    assert all(e.standin for e in episodes)  # reports say so: never called real
     unpaired = next(e for e in episodes if not e.paired)
     assert "2box_vert" in unpaired.why_unpaired and unpaired.scene == "unpaired"
     from train.episodes import read_episode
@@ -108,7 +109,8 @@ def test_realgap_cli_appearance_only_on_standins_and_images(standins, tmp_path, 
     assert not v0["appearance_gap"]["unpaired"]["paired"]
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == len(list(out.glob("sheet_*.png"))) == 6
-    assert "unpaired" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "unpaired" in printed and "NOT real" in printed and result["episodes"]["standins"] == 5
     images = tmp_path / "images"
     images.mkdir()
     for i, frame in enumerate(load_real(standins, "bgr", width=128)[0].frames[:4]):
