@@ -14,39 +14,36 @@ in parallel worker processes, and writes:
 Each episode is a pure function of (policy spec, scene cell, seed): results do not depend on
 the number of workers or on the order in which episodes finish.
 
-This module orchestrates; the jobs live in their own modules: the config and its command line
-(:mod:`eval.config`), policy specs and the factory (:mod:`eval.runner.policy_factory`), the episode
-runner (:mod:`eval.runner.episode`), the worker pool (:mod:`eval.runner.workers`), provenance and resume
-(:mod:`eval.runner.provenance`), records (:mod:`eval.results.records`).
+This module orchestrates; the jobs live in their own modules: the typed config (:mod:`eval.config`)
+and the command line that builds it (:mod:`eval.rollout_cli`), the plan of policies and seeded
+episodes (:mod:`eval.runner.plan`), the checks before any episode (:mod:`eval.runner.preflight`),
+policy specs and the factory (:mod:`eval.runner.policy_factory`), the episode runner
+(:mod:`eval.runner.episode`), the worker pool (:mod:`eval.runner.workers`), provenance and resume
+(:mod:`eval.runner.provenance`), records, summary and report (:mod:`eval.results`).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
 import sys
-from collections.abc import Callable, Container, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, closing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eval.config import (
-    RolloutConfig,
-    UsageError,
-    build_parser,
-    config_from_args,
-    episode_seed,
-)
+from eval.config import RolloutConfig, UsageError
 from eval.results import records as rec
 from eval.results.records import EpisodeRecord
-from eval.results.video import video_name
-from eval.runner.episode import EpisodeTask, HarnessError, is_server_fault
-from eval.runner.policy_factory import PolicySpec, build_policy, checkpoint_specs, other_spec
+from eval.rollout_cli import build_parser, config_from_args
+from eval.runner.episode import HarnessError, is_server_fault
+from eval.runner.plan import plan_episodes, plan_specs
+from eval.runner.policy_factory import PolicySpec
+from eval.runner.preflight import PolicyEntry, check_scene, check_servers, probe_policies
 from eval.runner.provenance import check_resume, environment_info
-from eval.runner.workers import WorkerPool, configure_torch, make_env
-from eval.select import SelectionError, resolve_checkpoints
-from policies.messages import one_line
+from eval.runner.workers import Result, WorkerPool, torch_threads
+from eval.select import Selection, SelectionError
 
 logger = logging.getLogger("eval.rollout")
 
@@ -57,120 +54,6 @@ class RolloutInterrupted(Exception):
 
 class RolloutStopped(Exception):
     """A server failed too many episodes in a row; finished episodes and the summary are on disk."""
-
-
-@dataclass
-class PolicyEntry:
-    """A policy of this evaluation: its spec and what loading (or checking) it reported."""
-
-    spec: PolicySpec
-    status: str = "ok"
-    reason: str | None = None
-    settings: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "spec": self.spec.to_dict(),
-            "status": self.status,
-            "reason": self.reason,
-            "settings": self.settings,
-        }
-
-
-def plan_specs(config: RolloutConfig) -> tuple[list[PolicySpec], Any]:
-    """The policies to evaluate: each selected checkpoint under each profile, then the others.
-
-    Returns (specs, selection); selection is None without checkpoints.
-    """
-    specs: list[PolicySpec] = []
-    selection = None
-    if config.ckpt:
-        selection = resolve_checkpoints(config.ckpt, config.runs, runs_explicit=config.runs_explicit)
-        for choice in selection.choices:
-            specs += checkpoint_specs(choice, config.profiles, config.checkpoint_options())
-    for name in config.baselines:
-        spec = other_spec(name, config.http_options())
-        if spec.id in {s.id for s in specs}:
-            raise UsageError(f"policy id {spec.id!r} appears twice; list each policy once")
-        specs.append(spec)
-    if not specs:
-        raise UsageError("nothing to evaluate: give --ckpt (e.g. top3), --policy NAME or --baselines NAMES")
-    if not any(s.kind == "checkpoint" for s in specs):
-        unused = sorted(set(config.checkpoint_options()))
-        if unused:
-            raise UsageError(
-                f"--policy-option {','.join(unused)}: not a server option and no checkpoint is evaluated; "
-                "server options are api_key, strategy, timeout_s, retries, keep_alive"
-            )
-    return specs, selection
-
-
-def plan_episodes(
-    specs: list[PolicySpec],
-    config: RolloutConfig,
-    done: Container[tuple[str, str, int]],
-    video_root: Path,
-) -> tuple[list[EpisodeTask], set[tuple[str, str, int]]]:
-    """The episode tasks still to run, and the keys of every planned episode (done or not).
-
-    Every policy gets the same (cell, seed) list; the first ``config.videos`` episodes of each
-    cell are recorded.
-    """
-    tasks: list[EpisodeTask] = []
-    planned: set[tuple[str, str, int]] = set()
-    for spec in specs:
-        for cell in config.cells:
-            for index in range(config.episodes):
-                seed = episode_seed(config.seed, cell.name, index)
-                key = (spec.id, cell.name, seed)
-                planned.add(key)
-                if key in done:
-                    continue
-                video = None
-                if index < config.videos:
-                    video = str(video_root / video_name(spec.id, cell.name, seed, "pending"))
-                tasks.append(EpisodeTask(spec, cell, index, seed, video))
-    return tasks, planned
-
-
-def check_servers(entries: list[PolicyEntry]) -> None:
-    """Pre-flight every server URL (``/health``, then an authenticated ``/reset``), nothing started.
-
-    Raises:
-        UsageError: the first server that fails (one line: unreachable, model not loaded, wrong key).
-    """
-    from policies.http.client import PreflightError
-
-    for entry in entries:
-        if entry.spec.kind != "http":
-            continue
-        try:
-            policy = build_policy(entry.spec, None, 0)
-        except ValueError as exc:
-            raise UsageError(f"{entry.spec.id}: {exc}") from exc
-        try:
-            policy.check()
-            entry.settings = rec.to_jsonable(policy.settings())
-        except PreflightError as exc:
-            raise UsageError(str(exc)) from exc
-        finally:
-            policy.close()
-        logger.info("server %s: %s", entry.spec.id, json.dumps(policy.health))
-
-
-def _probe(entry: PolicyEntry, config: RolloutConfig, env: Callable[[], Any]) -> None:
-    """Build a policy once in the main process: catches broken checkpoints, reads settings()."""
-    spec = entry.spec
-    try:
-        policy = build_policy(spec, env() if spec.kind in ("baseline", "factory") else None, config.seed)
-    except Exception as exc:  # noqa: BLE001 - CheckpointError and anything else: report it
-        entry.status, entry.reason = "load_failed", one_line(exc)
-        logger.error("%s: could not load %s: %s", spec.id, spec.path or "", entry.reason)
-        return
-    try:
-        entry.settings = rec.to_jsonable(policy.settings())
-    except Exception as exc:  # noqa: BLE001
-        entry.settings = {"error": f"settings() raised {one_line(exc)}"}
 
 
 class _FaultStreaks:
@@ -206,144 +89,147 @@ class _FaultStreaks:
         return out
 
 
+@dataclass
+class _Outcome:
+    """What running the planned episodes left: the records kept, errors, and why the run stopped."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[HarnessError] = field(default_factory=list)
+    stopped: str | None = None
+
+
 def run_rollout(config: RolloutConfig, *, progress: bool = True) -> Path:
     """Run (or resume) an evaluation; returns the results folder holding summary.json.
 
     Raises:
-        SelectionError, UsageError: bad input, or a server failing its pre-flight check (one line).
+        SelectionError, UsageError: bad input, scene settings the env refuses, or a server failing
+            its pre-flight check (one line); nothing is written then.
         RolloutInterrupted: on Ctrl-C (finished episodes are saved; rerun with the same --out).
         RolloutStopped: a server failed ``config.max_server_faults`` episodes in a row (finished
             episodes and summary.json are saved; rerun with the same --out to resume).
     """
-    from eval.results.report import build_report
-    from eval.results.summary import build_summary
-
     specs, selection = plan_specs(config)
     entries = [PolicyEntry(spec) for spec in specs]
-    check_servers(entries)  # before anything is written or started
-    out = config.out or Path("results") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    config.out = out
-    out.mkdir(parents=True, exist_ok=True)
-    check_resume(out, config)
-    video_root = config.videos_dir / out.resolve().name
+    torch_needed = any(s.kind == "checkpoint" for s in specs)
+    with ExitStack() as stack:
+        env = stack.enter_context(closing(check_scene(config)))  # the env's own rules judge the scene
+        check_servers(entries)  # before anything is written or started
+        video_root = _open_results(config)
+        stack.enter_context(torch_threads(config.torch_threads, torch_needed))
+        warm = next((s for s in specs if s.kind == "checkpoint"), None)
+        max_tasks = len(specs) * len(config.cells) * config.episodes
+        pool = stack.enter_context(WorkerPool(config, torch_needed, max_tasks, warm))  # workers start up now
+        ok = probe_policies(entries, env, config.seed)  # ... while the main process checks the policies
+        order = [e.spec.id for e in entries]
+        outcome = _run_episodes(pool, [e.spec for e in ok], order, config, video_root, progress)
+    _write_results(config, entries, selection, outcome)
+    if outcome.stopped:
+        raise RolloutStopped(outcome.stopped)
+    return config.out
+
+
+def _open_results(config: RolloutConfig) -> Path:
+    """Make the results folder, refuse one made with other episode settings; the run's video folder."""
+    config.out.mkdir(parents=True, exist_ok=True)
+    check_resume(config.out, config)
+    video_root = config.videos_dir / config.out.resolve().name
     for stale in video_root.glob("*__running.mp4") if video_root.is_dir() else []:
         stale.unlink(missing_ok=True)
+    return video_root
 
-    cells = config.cells
-    probe_env: dict[str, Any] = {}
 
-    def first_env() -> Any:
-        if "env" not in probe_env:
-            probe_env["env"] = make_env(cells[0], config)
-        return probe_env["env"]
-
-    torch_needed = any(s.kind == "checkpoint" for s in specs)
-    previous_threads = None
-    if torch_needed:
-        import torch
-
-        previous_threads = torch.get_num_threads()
-    configure_torch(config.torch_threads, torch_needed)
-
-    max_tasks = len(specs) * len(cells) * config.episodes
-    warm = next((s for s in specs if s.kind == "checkpoint"), None)
-    pool = WorkerPool(config, torch_needed, max_tasks, warm)  # workers start up during the checks below
-    try:
-        for entry in entries:
-            if entry.spec.kind != "http":
-                _probe(entry, config, first_env)  # loads and drops: workers load their own copy
-    except BaseException:
-        pool.close()
-        raise
-    finally:
-        if "env" in probe_env:
-            probe_env["env"].close()
-    ok = [e for e in entries if e.status == "ok"]
-    if not ok:
-        pool.close()
-        failed = entries[0]
-        raise SelectionError(
-            f"could not load {failed.spec.path or failed.spec.id}: {failed.reason}; "
-            f"pass another checkpoint (--ckpt PATH) or retrain"
-            if len(entries) == 1
-            else f"none of the {len(entries)} policies could be loaded ({failed.reason}); see the log above"
-        )
-
+def _run_episodes(
+    pool: WorkerPool,
+    specs: list[PolicySpec],
+    order: list[str],
+    config: RolloutConfig,
+    video_root: Path,
+    progress: bool,
+) -> _Outcome:
+    """Run every planned episode not yet in ``episodes.jsonl``; the log ends sorted in ``order`` of policies."""
+    out, outcome = config.out, _Outcome()
     log = rec.EpisodeLog(out / "episodes.jsonl")
-    errors: list[HarnessError] = []
-    streaks = _FaultStreaks(config.max_server_faults)
-    stopped: str | None = None
     try:
-        plan, planned_keys = plan_episodes([e.spec for e in ok], config, log.done, video_root)
-        done_before = len(planned_keys) - len(plan)
-        if done_before:
-            logger.info("resuming %s: %d of %d episodes already done", out, done_before, len(planned_keys))
+        plan, planned = plan_episodes(specs, config, log.done, video_root)
+        if len(planned) > len(plan):
+            logger.info(
+                "resuming %s: %d of %d episodes already done", out, len(planned) - len(plan), len(planned)
+            )
         logger.info(
             "%d policies x %d cells x %d episodes = %d episodes to run (%d workers)",
-            len(ok), len(cells), config.episodes, len(plan), min(config.workers, max(1, len(plan))),
+            len(specs), len(config.cells), config.episodes, len(plan), min(config.workers, max(1, len(plan))),
         )  # fmt: skip
-        results = pool.run(plan, progress)
-        try:
-            for result in results:
-                if isinstance(result, HarnessError):
-                    errors.append(result)
-                    logger.error(
-                        "%s %s seed %s: %s", result.policy_id, result.cell, result.seed, result.error
-                    )
-                    continue
-                ready, stopped = streaks.add(result)
-                for record in ready:
-                    log.append(record)
-                if stopped:
-                    break
-        finally:
-            results.close()  # cancels the episodes not started yet
-        if not stopped:
-            for record in streaks.flush():
-                log.append(record)
-        log.rewrite_sorted([e.spec.id for e in entries])
+        _collect(pool.run(plan, progress), log, outcome, _FaultStreaks(config.max_server_faults))
+        log.rewrite_sorted(order)
     except KeyboardInterrupt as exc:
         raise RolloutInterrupted(
             f"interrupted; {len(log.records)} finished episodes are saved in {out / 'episodes.jsonl'}; "
             f"rerun the same command with --out {out} to resume"
         ) from exc
     finally:
-        pool.close()
         log.close()
-        if previous_threads is not None:
-            import torch
-
-            torch.set_num_threads(previous_threads)
-
-    if stopped:
-        stopped += (
+    outcome.records = [r for r in log.records if rec.record_key(r) in planned]
+    if outcome.stopped:
+        outcome.stopped += (
             f"; {len(log.records)} finished episodes are saved in {out / 'episodes.jsonl'}, the failed ones were "
             f"not recorded; fix the server and rerun the same command with --out {out} to resume"
         )
-    records = [r for r in log.records if rec.record_key(r) in planned_keys]
+    return outcome
+
+
+def _collect(
+    results: Iterator[Result], log: rec.EpisodeLog, outcome: _Outcome, streaks: _FaultStreaks
+) -> None:
+    """Append finished episodes to the log; hold back server faults; stop at a streak of them."""
+    try:
+        for result in results:
+            if isinstance(result, HarnessError):
+                outcome.errors.append(result)
+                logger.error("%s %s seed %s: %s", result.policy_id, result.cell, result.seed, result.error)
+                continue
+            ready, outcome.stopped = streaks.add(result)
+            for record in ready:
+                log.append(record)
+            if outcome.stopped:
+                return
+    finally:
+        results.close()  # cancels the episodes not started yet
+    for record in streaks.flush():
+        log.append(record)
+
+
+def _write_results(
+    config: RolloutConfig, entries: list[PolicyEntry], selection: Selection | None, outcome: _Outcome
+) -> None:
+    """summary.json from the records, then the report built from it."""
+    from eval.results.report import build_report
+    from eval.results.summary import build_summary
+
     summary = build_summary(
-        records=records,
+        records=outcome.records,
         entries=[e.to_dict() for e in entries],
-        cells=[c.name for c in cells],
+        cells=[c.name for c in config.cells],
         config=config.to_dict(),
         selection=selection.to_dict() if selection is not None else None,
         environment=environment_info(),
-        errors=[{"policy_id": e.policy_id, "cell": e.cell, "seed": e.seed, "error": e.error} for e in errors],
-        stopped=stopped,
+        errors=[
+            {"policy_id": e.policy_id, "cell": e.cell, "seed": e.seed, "error": e.error}
+            for e in outcome.errors
+        ],
+        stopped=outcome.stopped,
     )
-    rec.write_json_atomic(out / "summary.json", summary)
-    build_report(out)
-    if errors:
+    rec.write_json_atomic(config.out / "summary.json", summary)
+    build_report(config.out)
+    if outcome.errors:
         logger.error(
-            "%d episodes hit env/harness errors and were not recorded; rerun with --out %s", len(errors), out
+            "%d episodes hit env/harness errors and were not recorded; rerun with --out %s",
+            len(outcome.errors),
+            config.out,
         )
-    if stopped:
-        raise RolloutStopped(stopped)
-    return out
 
 
 # ----------------------------------------------------------------------------------------------
-# Command line (the parser and the config it builds are in eval.config)
+# Command line (the parser and the config it builds are in eval.rollout_cli)
 
 
 def _dry_run(config: RolloutConfig) -> None:

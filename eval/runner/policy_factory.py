@@ -16,14 +16,18 @@ import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from eval.config import HTTP_OPTION_NAMES, UsageError, redact
+from eval.config import DEFAULT_PROFILE, HTTP_OPTION_NAMES, UsageError, redact
+from policies.base import Policy
 from policies.http.protocol import check_url, is_http_url
 
+if TYPE_CHECKING:
+    import gymnasium as gym
+
+    from eval.select import CheckpointChoice
+
 KINDS = ("checkpoint", "baseline", "factory", "http")
-BASE_PROFILE = "as_trained"
-"""The profile whose checkpoint ids carry no suffix (the other profiles add ``@<profile>``)."""
 
 
 @dataclass(frozen=True)
@@ -82,12 +86,14 @@ class PolicySpec:
         }
 
 
-def checkpoint_specs(choice: Any, profiles: tuple[str, ...], options: dict[str, Any]) -> list[PolicySpec]:
-    """One spec per profile for a selected checkpoint (:class:`eval.select.CheckpointChoice`)."""
+def checkpoint_specs(
+    choice: CheckpointChoice, profiles: tuple[str, ...], options: dict[str, Any]
+) -> list[PolicySpec]:
+    """One spec per profile for a selected checkpoint; ids of profiles other than the default end ``@<profile>``."""
     return [
         PolicySpec(
             kind="checkpoint",
-            id=choice.policy_id + ("" if profile == BASE_PROFILE else f"@{profile}"),
+            id=choice.policy_id + ("" if profile == DEFAULT_PROFILE else f"@{profile}"),
             path=str(choice.path),
             profile=profile,
             options=dict(options),
@@ -135,7 +141,7 @@ def import_target(target: str) -> Callable[..., Any]:
         raise UsageError(f"cannot import {target!r}: {exc}") from exc
 
 
-def build_policy(spec: PolicySpec, env: Any, seed: int) -> Any:
+def build_policy(spec: PolicySpec, env: gym.Env | None, seed: int) -> Policy:
     """Build the policy of ``spec`` (``env`` and ``seed`` serve baselines and factories)."""
     if spec.kind == "baseline":
         from policies.scripted.baselines import make_baseline
@@ -144,7 +150,7 @@ def build_policy(spec: PolicySpec, env: Any, seed: int) -> Any:
     if spec.kind == "checkpoint":
         from policies.vla.policy import VLAPolicy
 
-        return VLAPolicy.from_checkpoint(spec.path, spec.profile or BASE_PROFILE, **spec.options)
+        return VLAPolicy.from_checkpoint(spec.path, spec.profile or DEFAULT_PROFILE, **spec.options)
     if spec.kind == "factory":
         return import_target(spec.name)(env=env, seed=seed)
     from policies.http.client import HTTPPolicy
@@ -156,7 +162,6 @@ def build_policy(spec: PolicySpec, env: Any, seed: int) -> Any:
 
 
 __all__ = [
-    "BASE_PROFILE",
     "KINDS",
     "PolicySpec",
     "build_policy",

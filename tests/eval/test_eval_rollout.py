@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from eval_fakes import FakeCorridorEnv, NanPolicy, RaisingPolicy
 
-from eval.config import Cell, RolloutConfig, UsageError, episode_seed
+from eval.config import Cell, RolloutConfig, SceneSettings, UsageError
 from eval.results import records as rec
 from eval.rollout import main, run_rollout
 from eval.runner.episode import run_episode
+from eval.runner.plan import episode_seed
 from eval.runner.policy_factory import PolicySpec, other_spec
 from eval.select import SelectionError
 
@@ -33,6 +34,7 @@ def fake_config(tmp_path: Path, **kw) -> RolloutConfig:
         videos=0,
         videos_dir=tmp_path / "videos",
         env_factory="eval_fakes:make_fake_env",
+        scene=SceneSettings(image_size=(32, 18)),
     )
     base.update(kw)
     return RolloutConfig(**base)
@@ -200,7 +202,7 @@ def test_profiles_listed_for_the_cli_are_the_policys() -> None:
 @needs_sim
 def test_real_env_workers_invariance_with_baselines(tmp_path: Path) -> None:
     kw = dict(
-        baselines=["expert", "random"], env_factory=None, image_size=(64, 36), episodes=2, lightings=("day", "evening"),
+        baselines=["expert", "random"], env_factory=None, scene=SceneSettings(image_size=(64, 36)), episodes=2, lightings=("day", "evening"),
         sides=("right",), videos=1,
     )  # fmt: skip
     one = run_rollout(fake_config(tmp_path / "a", workers=1, **kw), progress=False)
@@ -249,14 +251,14 @@ def test_written_records_have_exactly_the_documented_fields(tmp_path: Path) -> N
 def test_backbone_dir_flag_reaches_checkpoint_policies_and_not_presets(tmp_path):
     """--backbone-dir goes to every checkpoint policy (a real run's Kosmos-2 folder); a run of a
     random-weight preset (the bundled reference) ignores it."""
-    from eval.config import build_parser, config_from_args
+    from eval.rollout_cli import build_parser, config_from_args
     from policies.vla.policy import VLAPolicy
 
     args = build_parser().parse_args(
         ["--backbone-dir", str(tmp_path / "kosmos"), "--policy-option", "era=2025-11-20"]
     )
     cfg = config_from_args(args)
-    assert cfg.checkpoint_options() == {"backbone_dir": str(tmp_path / "kosmos"), "era": "2025-11-20"}
+    assert cfg.options.checkpoint == {"backbone_dir": str(tmp_path / "kosmos"), "era": "2025-11-20"}
     reference = sorted(
         (Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "reference").glob("epoch_*.ckpt")
     )[0]
