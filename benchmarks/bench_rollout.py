@@ -28,8 +28,8 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from eval.config import RolloutConfig, SceneSettings  # noqa: E402
 from eval.results.records import EpisodeRecord  # noqa: E402
-from eval.runner.plan import plan_episodes  # noqa: E402
-from eval.runner.policy_factory import PolicySpec, checkpoint_specs, other_spec  # noqa: E402
+from eval.runner.plan import checkpoint_specs, other_spec, plan_episodes  # noqa: E402
+from eval.runner.policy_factory import PolicySpec  # noqa: E402
 from eval.runner.workers import execute_tasks  # noqa: E402
 from eval.select import REFERENCE_RUN_DIR, resolve_checkpoints  # noqa: E402
 

@@ -448,9 +448,10 @@ def build_report(results_dir: Path) -> tuple[Path, Path]:
     plots = make_plots(summary, records, results_dir / "plots")
     sections = build_sections(summary, plots, results_dir)
     title = f"Closed-loop evaluation: {results_dir.resolve().name}"
+    markdown, page = render_markdown(title, sections, results_dir), render_html(title, sections)
     md_path, html_path = results_dir / "report.md", results_dir / "report.html"
-    rec.write_text_atomic(md_path, render_markdown(title, sections, results_dir))
-    rec.write_text_atomic(html_path, render_html(title, sections))
+    rec.write_text_atomic(md_path, markdown)
+    rec.write_text_atomic(html_path, page)
     return md_path, html_path
 
 

@@ -1,7 +1,9 @@
 """The plan of an evaluation: which policies (specs) meet which seeded episodes.
 
-:func:`plan_specs` turns the config's selectors into policy specs: each selected checkpoint
-under each profile, then the baselines, factories and server URLs. :func:`episode_seed` and
+:func:`plan_specs` turns the checkpoint selection (:mod:`eval.select`) and the config's other
+policy names into policy specs: each selected checkpoint under each profile (:func:`checkpoint_specs`), then the baselines, ``module:factory``
+targets and server URLs (:func:`other_spec`); :mod:`eval.runner.policy_factory` builds a policy
+from a spec wherever an episode runs. :func:`episode_seed` and
 :func:`plan_episodes` give every policy the same (cell, seed) list, so comparisons are paired and
 results do not depend on who runs the episodes (one process, a pool, a batch, a cluster).
 """
@@ -9,14 +11,17 @@ results do not depend on who runs the episodes (one process, a pool, a batch, a 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Container
 from pathlib import Path
+from typing import Any
 
-from eval.config import HTTP_OPTION_NAMES, RolloutConfig, UsageError
+from eval.config import DEFAULT_PROFILE, HTTP_OPTION_NAMES, RolloutConfig, UsageError
 from eval.results.video import video_name
 from eval.runner.episode import EpisodeTask
-from eval.runner.policy_factory import PolicySpec, checkpoint_specs, other_spec
-from eval.select import Selection, resolve_checkpoints
+from eval.runner.policy_factory import PolicySpec
+from eval.select import CheckpointChoice, Selection
+from policies.http.protocol import check_url, is_http_url
 
 EpisodeKey = tuple[str, str, int]
 """(policy id, cell name, seed): one episode of an evaluation."""
@@ -31,19 +36,58 @@ def episode_seed(base_seed: int, cell: str, index: int) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def plan_specs(config: RolloutConfig) -> tuple[list[PolicySpec], Selection | None]:
-    """The policies to evaluate: each selected checkpoint under each profile, then the others.
+def checkpoint_specs(
+    choice: CheckpointChoice, profiles: tuple[str, ...], options: dict[str, Any]
+) -> list[PolicySpec]:
+    """One spec per profile for a selected checkpoint; ids of profiles other than the default end ``@<profile>``."""
+    return [
+        PolicySpec(
+            kind="checkpoint",
+            id=choice.policy_id + ("" if profile == DEFAULT_PROFILE else f"@{profile}"),
+            path=str(choice.path),
+            profile=profile,
+            options=dict(options),
+            val_loss=choice.val_loss,
+            val_loss_source=choice.val_loss_source,
+            epoch=choice.epoch,
+            role=choice.role,
+        )
+        for profile in profiles
+    ]
 
-    Returns (specs, selection); selection is None without checkpoints.
+
+def other_spec(name: str, http_options: dict[str, Any] | None = None) -> PolicySpec:
+    """Spec of a non-checkpoint policy: a server URL, a ``module:factory`` or a baseline name.
 
     Raises:
-        SelectionError, UsageError: no checkpoint found, a policy listed twice, nothing to
-            evaluate, or checkpoint options without a checkpoint (one line).
+        UsageError: a malformed URL or an unknown baseline (one line).
+    """
+    if is_http_url(name):
+        try:
+            url = check_url(name)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        return PolicySpec(kind="http", id=url, name=url, options=dict(http_options or {}))
+    if ":" in name:
+        return PolicySpec(kind="factory", id=re.sub(r"[^A-Za-z0-9._-]+", "-", name.split(":")[-1]), name=name)
+    from policies.scripted.baselines import BASELINE_NAMES
+
+    if name not in BASELINE_NAMES:
+        raise UsageError(
+            f"unknown baseline {name!r}; choose from {','.join(BASELINE_NAMES)} "
+            "(or give module:factory, or a server URL http://HOST:PORT)"
+        )
+    return PolicySpec(kind="baseline", id=name, name=name)
+
+
+def plan_specs(config: RolloutConfig, selection: Selection | None) -> list[PolicySpec]:
+    """The policies to evaluate: each selected checkpoint under each profile, then the others.
+
+    Raises:
+        UsageError: a policy listed twice, nothing to evaluate, or checkpoint options without a
+            checkpoint (one line).
     """
     specs: list[PolicySpec] = []
-    selection = None
-    if config.ckpt:
-        selection = resolve_checkpoints(config.ckpt, config.runs, runs_explicit=config.runs_explicit)
     for choice in selection.choices if selection else []:
         specs += checkpoint_specs(choice, config.profiles, config.options.checkpoint)
     for name in config.baselines:
@@ -59,7 +103,7 @@ def plan_specs(config: RolloutConfig) -> tuple[list[PolicySpec], Selection | Non
             f"--policy-option {','.join(unused)}: not a server option and no checkpoint is evaluated; "
             f"server options are {', '.join(HTTP_OPTION_NAMES)}"
         )
-    return specs, selection
+    return specs
 
 
 def plan_episodes(
@@ -90,4 +134,4 @@ def plan_episodes(
     return tasks, planned
 
 
-__all__ = ["EpisodeKey", "episode_seed", "plan_episodes", "plan_specs"]
+__all__ = ["EpisodeKey", "checkpoint_specs", "episode_seed", "other_spec", "plan_episodes", "plan_specs"]

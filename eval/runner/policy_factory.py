@@ -1,7 +1,8 @@
 """Policy specs and the factory that turns a spec into a policy (in a worker or the main process).
 
-A :class:`PolicySpec` is the serialisable description of one policy of an evaluation; workers
-rebuild the policy from it. Four kinds:
+A :class:`PolicySpec` is the serialisable description of one policy of an evaluation (made by
+:mod:`eval.runner.plan`); :func:`build_policy` builds the policy from it in a worker or the main
+process. Four kinds:
 
 - ``checkpoint``: a VLA checkpoint under one profile,
   ``VLAPolicy.from_checkpoint(path, profile, **options)``;
@@ -13,19 +14,15 @@ rebuild the policy from it. Four kinds:
 from __future__ import annotations
 
 import importlib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from eval.config import DEFAULT_PROFILE, HTTP_OPTION_NAMES, UsageError, redact
 from policies.base import Policy
-from policies.http.protocol import check_url, is_http_url
 
 if TYPE_CHECKING:
     import gymnasium as gym
-
-    from eval.select import CheckpointChoice
 
 KINDS = ("checkpoint", "baseline", "factory", "http")
 
@@ -86,50 +83,6 @@ class PolicySpec:
         }
 
 
-def checkpoint_specs(
-    choice: CheckpointChoice, profiles: tuple[str, ...], options: dict[str, Any]
-) -> list[PolicySpec]:
-    """One spec per profile for a selected checkpoint; ids of profiles other than the default end ``@<profile>``."""
-    return [
-        PolicySpec(
-            kind="checkpoint",
-            id=choice.policy_id + ("" if profile == DEFAULT_PROFILE else f"@{profile}"),
-            path=str(choice.path),
-            profile=profile,
-            options=dict(options),
-            val_loss=choice.val_loss,
-            val_loss_source=choice.val_loss_source,
-            epoch=choice.epoch,
-            role=choice.role,
-        )
-        for profile in profiles
-    ]
-
-
-def other_spec(name: str, http_options: dict[str, Any] | None = None) -> PolicySpec:
-    """Spec of a non-checkpoint policy: a server URL, a ``module:factory`` or a baseline name.
-
-    Raises:
-        UsageError: a malformed URL or an unknown baseline (one line).
-    """
-    if is_http_url(name):
-        try:
-            url = check_url(name)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
-        return PolicySpec(kind="http", id=url, name=url, options=dict(http_options or {}))
-    if ":" in name:
-        return PolicySpec(kind="factory", id=re.sub(r"[^A-Za-z0-9._-]+", "-", name.split(":")[-1]), name=name)
-    from policies.scripted.baselines import BASELINE_NAMES
-
-    if name not in BASELINE_NAMES:
-        raise UsageError(
-            f"unknown baseline {name!r}; choose from {','.join(BASELINE_NAMES)} "
-            "(or give module:factory, or a server URL http://HOST:PORT)"
-        )
-    return PolicySpec(kind="baseline", id=name, name=name)
-
-
 def import_target(target: str) -> Callable[..., Any]:
     """``"module:function"`` -> the function; :class:`UsageError` if it cannot be imported."""
     module_name, _, attr = target.partition(":")
@@ -165,7 +118,5 @@ __all__ = [
     "KINDS",
     "PolicySpec",
     "build_policy",
-    "checkpoint_specs",
     "import_target",
-    "other_spec",
 ]

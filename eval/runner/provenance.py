@@ -72,6 +72,12 @@ def episode_settings(config: RolloutConfig) -> dict[str, Any]:
     )
 
 
+def open_results(config: RolloutConfig) -> None:
+    """Make the results folder ``config.out``; refuse one made with other episode settings."""
+    config.out.mkdir(parents=True, exist_ok=True)
+    check_resume(config.out, config)
+
+
 def check_resume(out: Path, config: RolloutConfig) -> None:
     """Refuse a results folder made with other episode settings; then record this run's settings.
 
@@ -94,4 +100,4 @@ def check_resume(out: Path, config: RolloutConfig) -> None:
     rec.write_json_atomic(path, {"episode_settings": settings, "config": config.to_dict()})
 
 
-__all__ = ["check_resume", "environment_info", "episode_settings"]
+__all__ = ["check_resume", "environment_info", "episode_settings", "open_results"]

@@ -13,8 +13,8 @@ from eval.config import Cell, RolloutConfig, SceneSettings, UsageError
 from eval.results import records as rec
 from eval.rollout import main, run_rollout
 from eval.runner.episode import run_episode
-from eval.runner.plan import episode_seed
-from eval.runner.policy_factory import PolicySpec, other_spec
+from eval.runner.plan import episode_seed, other_spec
+from eval.runner.policy_factory import PolicySpec
 from eval.select import SelectionError
 
 HAS_SIM = importlib.util.find_spec("mvla_sim.env") is not None
