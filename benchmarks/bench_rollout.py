@@ -60,7 +60,7 @@ def run(spec: PolicySpec, workers: int, args: argparse.Namespace) -> tuple[float
             out=Path(tmp),
             videos=args.videos,
             videos_dir=Path(tmp) / "videos",
-            scene=SceneSettings(image_size=args.image_size) if args.image_size else SceneSettings(),
+            scene=SceneSettings(image_size=args.image_size),
             seed=args.seed,
         )
         tasks, _ = plan_episodes([spec], config, set(), Path(tmp) / "videos")

@@ -7,9 +7,10 @@ by a caller), validated in ``__post_init__`` with one-line :class:`UsageError` m
 saved in ``summary.json``; what it derives (the cells, the policy options split by kind, the
 results folder) is derived there too, so no later room has to ask it again.
 
-The scene grid's names (sides, lightings, distances) and the scene settings' choices
-(randomization, drive model, renderer) are the simulator's own tuples, imported from
-:mod:`mvla_sim`; the env itself judges image sizes and lens distortion when the run starts.
+The scene grid's names (sides, lightings, distances) and the randomization settings are the
+simulator's own tuples, imported from :mod:`mvla_sim` (without loading PyBullet, so bad input
+fails fast); the env itself judges drive model, renderer, image size and lens distortion when
+the run starts.
 """
 
 from __future__ import annotations
@@ -22,10 +23,7 @@ from typing import Any
 
 from eval.results.records import to_jsonable
 from eval.select import REPO_ROOT
-from mvla_sim.camera import RENDERERS
-from mvla_sim.env import DEFAULT_IMAGE_SIZE
-from mvla_sim.facts import EPISODE_ACTIONS, LIGHTINGS, OBSTACLE_DISTANCES, SIDES
-from mvla_sim.robot import DRIVE_MODELS
+from mvla_sim.facts import LIGHTINGS, OBSTACLE_DISTANCES, SIDES
 from mvla_sim.scene import RANDOMIZATIONS
 from policies.http.client import OPTION_NAMES as HTTP_OPTION_NAMES
 from policies.vla.profiles import PROFILES
@@ -69,34 +67,35 @@ class Cell:
 class SceneSettings:
     """The scene parameters every env of a run gets (the :class:`Cell` adds side, lighting, distance).
 
+    ``None`` leaves a setting to the env's default. The env judges every value by its own rules
+    when the run starts (:func:`eval.runner.preflight.check_scene`): nothing here copies them.
+
     Attributes:
         randomization: ``none`` (the nominal scene), ``default`` (start/box/bottle jitter, lighting,
             textures, camera pitch and speed within the real set-up's repeatability) or ``hard``
             (beyond it).
-        drive_model: ``throttle`` (the real driver: direction only, at the calibrated speed) or
-            ``velocity`` (proportional).
-        renderer: ``tiny`` (CPU TinyRenderer) or ``egl`` (GPU, where PyBullet's plugin loads).
+        drive_model: ``throttle`` (the env's default: the real driver, direction only, at the
+            calibrated speed) or ``velocity`` (proportional).
+        renderer: ``tiny`` (the env's default: CPU TinyRenderer) or ``egl`` (GPU, where PyBullet's
+            plugin loads).
         lens_distortion: barrel distortion like the real lens (0 = none, 0.1-0.2 is mild).
-        image_size: camera image (width, height) in pixels.
-        max_steps: actions per episode (17 in the real protocol).
+        image_size: camera image (width, height) in pixels (the env's default: 256x144).
+        max_steps: actions per episode (the env's default: 17, the real protocol).
     """
 
     randomization: str = RANDOMIZATIONS[0]
-    drive_model: str = DRIVE_MODELS[0]
-    renderer: str = RENDERERS[0]
+    drive_model: str | None = None
+    renderer: str | None = None
     lens_distortion: float = 0.0
-    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE
-    max_steps: int = EPISODE_ACTIONS
+    image_size: tuple[int, int] | None = None
+    max_steps: int | None = None
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (
-            ("randomization", self.randomization, RANDOMIZATION_CHOICES),
-            ("drive-model", self.drive_model, DRIVE_MODELS),
-            ("renderer", self.renderer, RENDERERS),
-        ):
-            if value not in allowed:
-                raise UsageError(f"--{name} {value}: choose from {','.join(allowed)}")
-        if self.max_steps < 1:
+        if self.randomization not in RANDOMIZATION_CHOICES:
+            raise UsageError(
+                f"--randomization {self.randomization}: choose from {','.join(RANDOMIZATION_CHOICES)}"
+            )
+        if self.max_steps is not None and self.max_steps < 1:
             raise UsageError(f"--max-steps {self.max_steps}: must be at least 1")
 
     def to_dict(self) -> dict[str, Any]:

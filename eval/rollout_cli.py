@@ -26,9 +26,7 @@ from eval.config import (
     UsageError,
 )
 from eval.select import REFERENCE_RUN_DIR, REPO_ROOT
-from mvla_sim.camera import RENDERERS
 from mvla_sim.facts import LIGHTINGS, SIDES
-from mvla_sim.robot import DRIVE_MODELS
 from policies.vla.profiles import parse_overrides  # torch-free: parsing the command line stays light
 
 _DESCRIPTION = (
@@ -68,7 +66,10 @@ def _epilog(hw50: float, hw10: float) -> str:
         "timeout, a refused/reset connection or an HTTP error fails that episode with the reason\n"
         "recorded; --max-server-faults consecutive ones stop the run (rerun to resume).\n\n"
         "exit status: 0 done, 1 some episodes hit environment errors or server faults stopped the run,\n"
-        "2 bad input (a server failing its check, or scene settings the env refuses, included), 130 interrupted."
+        "2 bad input (a server failing its check, or scene settings the env refuses, included), 130 interrupted.\n\n"
+        "scene: --randomization, --drive-model, --renderer, --lens-distortion, --image-size and --max-steps go to\n"
+        "every env of the run and are recorded in summary.json and the report; the env judges them before any\n"
+        "episode runs (a value it refuses stops the run with its one-line reason)."
     )
 
 
@@ -175,48 +176,48 @@ def _episode_arguments(g: argparse._ArgumentGroup, hw50: float) -> None:
 
 
 def _scene_arguments(g: argparse._ArgumentGroup) -> None:
-    scene = SceneSettings()
+    default = SceneSettings()
     g.add_argument(
         "--randomization",
-        choices=RANDOMIZATION_CHOICES,
-        default=scene.randomization,
+        default=default.randomization,
+        metavar="|".join(RANDOMIZATION_CHOICES),
         help=f"domain randomization of start/box/bottle poses, lighting, textures, camera pitch and speed: "
         f"{NO_RANDOMIZATION} (the nominal scene), default (within the real set-up's repeatability), "
-        f"hard (beyond it) (default {scene.randomization})",
+        f"hard (beyond it) (default {default.randomization})",
     )
     g.add_argument(
         "--drive-model",
-        choices=DRIVE_MODELS,
-        default=scene.drive_model,
+        default=None,
+        metavar="MODEL",
         help="throttle: the real driver (direction only, at the calibrated speed, with a dead zone); "
-        f"velocity: proportional (default {scene.drive_model})",
+        "velocity: proportional (default: the env's, throttle)",
     )
     g.add_argument(
         "--renderer",
-        choices=RENDERERS,
-        default=scene.renderer,
-        help=f"tiny: CPU TinyRenderer; egl: GPU, where PyBullet's EGL plugin loads (default {scene.renderer})",
+        default=None,
+        metavar="NAME",
+        help="tiny: CPU TinyRenderer; egl: GPU, where PyBullet's EGL plugin loads (default: the env's, tiny)",
     )
     g.add_argument(
         "--lens-distortion",
         type=float,
-        default=scene.lens_distortion,
+        default=default.lens_distortion,
         metavar="K",
-        help=f"barrel distortion like the real lens, 0-1 (0.1-0.2 is mild; default {scene.lens_distortion:g})",
+        help=f"barrel distortion like the real lens, 0-1 (0.1-0.2 is mild; default {default.lens_distortion:g})",
     )
     g.add_argument(
         "--image-size",
         type=_image_size,
-        default=scene.image_size,
+        default=None,
         metavar="WxH",
-        help=f"camera image size (default {'x'.join(map(str, scene.image_size))}; the env says which it accepts)",
+        help="camera image size (default: the env's, 256x144)",
     )
     g.add_argument(
         "--max-steps",
         type=int,
-        default=scene.max_steps,
+        default=None,
         metavar="N",
-        help=f"actions per episode (default {scene.max_steps}, the real protocol)",
+        help="actions per episode (default: the env's, 17)",
     )
 
 

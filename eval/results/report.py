@@ -131,11 +131,13 @@ def _scene_sentence(scene: dict[str, Any] | None) -> str:
     """The run's scene settings in words (summaries written before they were recorded have none)."""
     if not scene:
         return ""
-    size = "x".join(str(v) for v in scene.get("image_size") or ()) or "n/a"
+    words = {k: "the env's default" if v is None else v for k, v in scene.items()}
+    if scene.get("image_size"):
+        words["image_size"] = "x".join(str(v) for v in scene["image_size"]) + " px"
     return (
-        f" Scene: randomization {scene.get('randomization')}, drive model {scene.get('drive_model')}, "
-        f"renderer {scene.get('renderer')}, lens distortion {scene.get('lens_distortion'):g}, "
-        f"{size} px images, {scene.get('max_steps')} actions per episode."
+        f" Scene: randomization {words['randomization']}, drive model {words['drive_model']}, "
+        f"renderer {words['renderer']}, lens distortion {words['lens_distortion']:g}, "
+        f"images {words['image_size']}, actions per episode {words['max_steps']}."
     )
 
 

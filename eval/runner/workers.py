@@ -52,19 +52,21 @@ def make_env(cell: Cell, config: RolloutConfig) -> gym.Env:
 
     scene = config.scene
     randomize = scene.randomization != NO_RANDOMIZATION
-    kwargs = {"randomization": scene.randomization} if randomize else {}
+    chosen = {
+        "randomization": scene.randomization if randomize else None,
+        "drive_model": scene.drive_model,
+        "renderer": scene.renderer,
+        "image_size": tuple(scene.image_size) if scene.image_size else None,
+        "max_steps": scene.max_steps,
+    }
     return gym.make(
         mvla_sim.env_id(cell.side, cell.lighting),
         disable_env_checker=True,
         obstacle_distance=cell.distance,
         randomize=randomize,
-        drive_model=scene.drive_model,
-        renderer=scene.renderer,
         lens_distortion=scene.lens_distortion,
-        image_size=tuple(scene.image_size),
-        max_steps=scene.max_steps,
         render_mode="rgb_array",
-        **kwargs,
+        **{k: v for k, v in chosen.items() if v is not None},  # None: the env's default
     )
 
 

@@ -122,8 +122,8 @@ class FakeCorridorEnv:
 
 
 def make_fake_env(cell: Any, config: Any) -> FakeCorridorEnv:
-    scene = config.scene
-    return FakeCorridorEnv(cell.side, cell.lighting, cell.distance, tuple(scene.image_size), scene.max_steps)
+    size = tuple(config.scene.image_size) if config.scene.image_size else (32, 18)
+    return FakeCorridorEnv(cell.side, cell.lighting, cell.distance, size, config.scene.max_steps or 17)
 
 
 class _Base:

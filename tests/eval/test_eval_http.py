@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from eval.config import RolloutConfig, SceneSettings
+from eval.config import RolloutConfig
 from eval.results import records as rec
 from eval.rollout import RolloutStopped, main, run_rollout
 from eval.select import REPO_ROOT
@@ -39,7 +39,6 @@ def config(tmp_path: Path, **kw: Any) -> RolloutConfig:
         videos=0,
         videos_dir=tmp_path / "videos",
         env_factory="eval_fakes:make_fake_env",
-        scene=SceneSettings(image_size=(32, 18)),
         policy_options={"api_key": KEY},
     )
     base.update(kw)

@@ -34,7 +34,6 @@ def fake_config(tmp_path: Path, **kw) -> RolloutConfig:
         videos=0,
         videos_dir=tmp_path / "videos",
         env_factory="eval_fakes:make_fake_env",
-        scene=SceneSettings(image_size=(32, 18)),
     )
     base.update(kw)
     return RolloutConfig(**base)
@@ -264,3 +263,64 @@ def test_backbone_dir_flag_reaches_checkpoint_policies_and_not_presets(tmp_path)
     )[0]
     policy = VLAPolicy.from_checkpoint(reference, backbone_dir=tmp_path / "kosmos")
     assert policy.config.backbone == "tiny"
+
+
+@needs_sim
+def test_cli_refuses_scene_settings_the_env_refuses_before_writing(tmp_path: Path, capsys) -> None:
+    for argv in (
+        ["--image-size", "8x4"],
+        ["--image-size", "2000x1000"],
+        ["--lens-distortion", "2"],
+        ["--drive-model", "warp"],
+        ["--renderer", "vulkan"],
+        ["--randomization", "wild"],
+        ["--max-steps", "0"],
+    ):
+        out = tmp_path / "o"
+        assert main(["--policy", "straight", "--workers", "1", "--out", str(out), *argv]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "\n" not in err, err
+        assert not out.exists(), argv
+
+
+@needs_sim
+def test_scene_settings_reach_every_env_and_are_recorded(tmp_path: Path) -> None:
+    from eval.runner.workers import make_env
+
+    scene = SceneSettings(
+        randomization="hard", drive_model="velocity", lens_distortion=0.1, image_size=(64, 36), max_steps=5
+    )
+    env = make_env(CELL, RolloutConfig(scene=scene, out=tmp_path / "unused"))
+    try:
+        base = env.unwrapped
+        assert (base.randomization, base.drive_model, base.max_steps) == ("hard", "velocity", 5)
+        assert base.camera.lens_distortion == 0.1 and env.reset(seed=0)[0]["image"].shape == (36, 64, 3)
+    finally:
+        env.close()
+    env = make_env(CELL, RolloutConfig(scene=SceneSettings(randomization="none"), out=tmp_path / "unused"))
+    try:
+        assert env.unwrapped.randomization == "none" and env.reset(seed=0)[1]["randomization"] == "none"
+    finally:
+        env.close()
+
+    out = tmp_path / "res"
+    argv = ["--policy", "straight", "--episodes", "1", "--sides", "left", "--lightings", "day", "--videos", "0",
+            "--randomization", "hard", "--drive-model", "velocity", "--lens-distortion", "0.1",
+            "--image-size", "64x36", "--max-steps", "5", "--out", str(out), "--workers", "1", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["scene"] == {
+        "randomization": "hard",
+        "drive_model": "velocity",
+        "renderer": None,
+        "lens_distortion": 0.1,
+        "image_size": [64, 36],
+        "max_steps": 5,
+    }
+    (record,) = rec.read_records(out / "episodes.jsonl")
+    assert record["steps"] == 5
+    report = (out / "report.md").read_text()
+    assert (
+        "randomization hard, drive model velocity, renderer the env's default, lens distortion 0.1" in report
+    )
+    assert "images 64x36 px, actions per episode 5" in report
