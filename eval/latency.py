@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from mvla_sim.facts import CAMERA_NATIVE_SIZE, INSTRUCTIONS
+from policies.base import Policy
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def measure_latency(
-    policy: Any,
+    policy: Policy,
     obs_fn: Callable[[int], dict[str, Any]],
     n: int = 50,
     warmup: int = 5,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,7 @@ def _episode_arguments(g: argparse._ArgumentGroup, hw50: float) -> None:
 
 
 def _scene_arguments(g: argparse._ArgumentGroup) -> None:
+    """One option per :class:`SceneSettings` field, named after it."""
     default = SceneSettings()
     g.add_argument(
         "--randomization",
@@ -323,14 +325,7 @@ def config_from_args(args: argparse.Namespace) -> RolloutConfig:
         sides=tuple(args.sides),
         lightings=tuple(args.lightings),
         distances=tuple(args.distances),
-        scene=SceneSettings(
-            randomization=args.randomization,
-            drive_model=args.drive_model,
-            renderer=args.renderer,
-            lens_distortion=args.lens_distortion,
-            image_size=args.image_size,
-            max_steps=args.max_steps,
-        ),
+        scene=SceneSettings(**{f.name: getattr(args, f.name) for f in fields(SceneSettings)}),
         episodes=_or(args.episodes, QUICK_EPISODES if args.quick else DEFAULT_EPISODES),
         seed=args.seed,
         workers=args.workers,
