@@ -7,10 +7,9 @@ by a caller), validated in ``__post_init__`` with one-line :class:`UsageError` m
 saved in ``summary.json``; what it derives (the cells, the policy options split by kind, the
 results folder) is derived there too, so no later room has to ask it again.
 
-The scene grid's names (sides, lightings, distances) and the randomization settings are the
-simulator's own tuples, imported from :mod:`mvla_sim` (without loading PyBullet, so bad input
-fails fast); the env itself judges drive model, renderer, image size and lens distortion when
-the run starts.
+The scene grid's names (sides, lightings, distances) are the simulator's own tuples, imported
+from :mod:`mvla_sim.facts`; the scene settings are checked and completed by the simulator's env
+factory (:class:`mvla_sim.make.SceneDescription`): nothing here copies its rules or defaults.
 """
 
 from __future__ import annotations
@@ -24,15 +23,11 @@ from typing import Any
 from eval.results.records import to_jsonable
 from eval.select import REPO_ROOT
 from mvla_sim.facts import LIGHTINGS, OBSTACLE_DISTANCES, SIDES
-from mvla_sim.scene import RANDOMIZATIONS
 from policies.http.client import OPTION_NAMES as HTTP_OPTION_NAMES
 from policies.vla.profiles import PROFILES
 
 DEFAULT_PROFILE = PROFILES[0]
 """The profile evaluated when none is named, and the one whose checkpoint ids carry no suffix."""
-NO_RANDOMIZATION = "none"
-"""``--randomization none``: the nominal scene (the env's ``randomize=False``)."""
-RANDOMIZATION_CHOICES: tuple[str, ...] = (NO_RANDOMIZATION, *RANDOMIZATIONS)
 DEFAULT_RUNS = Path("runs")
 DEFAULT_EPISODES = 50
 QUICK_EPISODES = 10
@@ -65,38 +60,46 @@ class Cell:
 
 @dataclass(frozen=True)
 class SceneSettings:
-    """The scene parameters every env of a run gets (the :class:`Cell` adds side, lighting, distance).
+    """The scene settings every env of a run gets (the :class:`Cell` adds side, lighting, distance).
 
-    ``None`` leaves a setting to the env's default. The env judges every value by its own rules
-    when the run starts (:func:`eval.runner.preflight.check_scene`): nothing here copies them.
+    As given, ``None`` leaves a setting to the env factory (:class:`mvla_sim.make.SceneDescription`);
+    :meth:`resolved` checks the values by the simulator's own rules and fills in its defaults,
+    once, when a :class:`RolloutConfig` is made, so the config holds (and summary.json records)
+    exactly what every env gets.
 
     Attributes:
         randomization: ``none`` (the nominal scene), ``default`` (start/box/bottle jitter, lighting,
             textures, camera pitch and speed within the real set-up's repeatability) or ``hard``
             (beyond it).
-        drive_model: ``throttle`` (the env's default: the real driver, direction only, at the
-            calibrated speed) or ``velocity`` (proportional).
-        renderer: ``tiny`` (the env's default: CPU TinyRenderer) or ``egl`` (GPU, where PyBullet's
-            plugin loads).
+        drive_model: ``throttle`` (the real driver: direction only, at the calibrated speed) or
+            ``velocity`` (proportional).
+        renderer: ``tiny`` (CPU TinyRenderer) or ``egl`` (GPU, where PyBullet's plugin loads).
         lens_distortion: barrel distortion like the real lens (0 = none, 0.1-0.2 is mild).
-        image_size: camera image (width, height) in pixels (the env's default: 256x144).
-        max_steps: actions per episode (the env's default: 17, the real protocol).
+        image_size: camera image (width, height) in pixels.
+        max_steps: actions per episode (17 in the real protocol).
     """
 
-    randomization: str = RANDOMIZATIONS[0]
+    randomization: str | None = None
     drive_model: str | None = None
     renderer: str | None = None
-    lens_distortion: float = 0.0
+    lens_distortion: float | None = None
     image_size: tuple[int, int] | None = None
     max_steps: int | None = None
 
-    def __post_init__(self) -> None:
-        if self.randomization not in RANDOMIZATION_CHOICES:
-            raise UsageError(
-                f"--randomization {self.randomization}: choose from {','.join(RANDOMIZATION_CHOICES)}"
-            )
-        if self.max_steps is not None and self.max_steps < 1:
-            raise UsageError(f"--max-steps {self.max_steps}: must be at least 1")
+    def resolved(self) -> SceneSettings:
+        """Every setting checked by the env factory and, where ``None``, set to its default.
+
+        Raises:
+            UsageError: the simulator refuses a value (its own one-line reason).
+        """
+        from mvla_sim.make import SceneDescription  # loads PyBullet: only once the cheap checks passed
+
+        given = {k: v for k, v in asdict(self).items() if v is not None}
+        try:
+            described = SceneDescription(**given)
+        except ValueError as exc:
+            raise UsageError(f"the simulator refuses the scene settings: {exc}") from None
+        return SceneSettings(**{f.name: getattr(described, f.name) for f in fields(self)})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,7 +163,8 @@ class RolloutConfig:
         max_server_faults: consecutive episodes of one server URL ending in a server fault
             (timeout, refused/reset connection, HTTP error) that stop the run.
 
-    Derived once, in ``__post_init__``: ``cells`` (the grid), ``options`` (:class:`PolicyOptions`).
+    Derived once, in ``__post_init__``: ``scene`` resolved (:meth:`SceneSettings.resolved`), ``cells``
+    (the grid), ``options`` (:class:`PolicyOptions`).
     """
 
     ckpt: list[str] = field(default_factory=lambda: ["top3"])
@@ -191,6 +195,7 @@ class RolloutConfig:
         self._check_counts()
         if "profile" in self.policy_options:
             raise UsageError("--policy-option profile=...: use --profile as_trained,as_deployed instead")
+        self.scene = self.scene.resolved()
         self.cells = [Cell(s, li, d) for s in self.sides for li in self.lightings for d in self.distances]
         self.options = PolicyOptions.split(self.policy_options)
         if self.out is None:
@@ -232,7 +237,6 @@ __all__ = [
     "DEFAULT_PROFILE",
     "HTTP_OPTION_NAMES",
     "PROFILES",
-    "RANDOMIZATION_CHOICES",
     "Cell",
     "PolicyOptions",
     "RolloutConfig",

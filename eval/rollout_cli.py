@@ -19,9 +19,7 @@ from eval.config import (
     DEFAULT_PROFILE,
     DEFAULT_RUNS,
     DEFAULT_VIDEOS,
-    NO_RANDOMIZATION,
     QUICK_EPISODES,
-    RANDOMIZATION_CHOICES,
     RolloutConfig,
     SceneSettings,
     UsageError,
@@ -69,8 +67,8 @@ def _epilog(hw50: float, hw10: float) -> str:
         "exit status: 0 done, 1 some episodes hit environment errors or server faults stopped the run,\n"
         "2 bad input (a server failing its check, or scene settings the env refuses, included), 130 interrupted.\n\n"
         "scene: --randomization, --drive-model, --renderer, --lens-distortion, --image-size and --max-steps go to\n"
-        "every env of the run and are recorded in summary.json and the report; the env judges them before any\n"
-        "episode runs (a value it refuses stops the run with its one-line reason)."
+        "every env of the run (mvla_sim.make_env) and are recorded in summary.json and the report; the simulator\n"
+        "judges them before anything runs (a value it refuses stops with its one-line reason)."
     )
 
 
@@ -177,49 +175,36 @@ def _episode_arguments(g: argparse._ArgumentGroup, hw50: float) -> None:
 
 
 def _scene_arguments(g: argparse._ArgumentGroup) -> None:
-    """One option per :class:`SceneSettings` field, named after it."""
-    default = SceneSettings()
+    """One option per :class:`SceneSettings` field, named after it; unset, the simulator's default."""
     g.add_argument(
         "--randomization",
-        default=default.randomization,
-        metavar="|".join(RANDOMIZATION_CHOICES),
-        help=f"domain randomization of start/box/bottle poses, lighting, textures, camera pitch and speed: "
-        f"{NO_RANDOMIZATION} (the nominal scene), default (within the real set-up's repeatability), "
-        f"hard (beyond it) (default {default.randomization})",
+        metavar="NAME",
+        help="domain randomization of start/box/bottle poses, lighting, textures, camera pitch and speed: "
+        "none (the nominal scene), default (within the real set-up's repeatability), hard (beyond it) "
+        "(default: default)",
     )
     g.add_argument(
         "--drive-model",
-        default=None,
         metavar="MODEL",
-        help="throttle: the real driver (direction only, at the calibrated speed, with a dead zone); "
-        "velocity: proportional (default: the env's, throttle)",
+        help="throttle: the real driver (direction only, at the calibrated speed); velocity: proportional "
+        "(default: throttle)",
     )
     g.add_argument(
         "--renderer",
-        default=None,
         metavar="NAME",
-        help="tiny: CPU TinyRenderer; egl: GPU, where PyBullet's EGL plugin loads (default: the env's, tiny)",
+        help="tiny: CPU TinyRenderer; egl: GPU, where PyBullet's EGL plugin loads (default: tiny)",
     )
     g.add_argument(
         "--lens-distortion",
         type=float,
-        default=default.lens_distortion,
         metavar="K",
-        help=f"barrel distortion like the real lens, 0-1 (0.1-0.2 is mild; default {default.lens_distortion:g})",
+        help="barrel distortion like the real lens, 0-1 (0.1-0.2 is mild; default: 0)",
     )
     g.add_argument(
-        "--image-size",
-        type=_image_size,
-        default=None,
-        metavar="WxH",
-        help="camera image size (default: the env's, 256x144)",
+        "--image-size", type=_image_size, metavar="WxH", help="camera image size (default: 256x144)"
     )
     g.add_argument(
-        "--max-steps",
-        type=int,
-        default=None,
-        metavar="N",
-        help="actions per episode (default: the env's, 17)",
+        "--max-steps", type=int, metavar="N", help="actions per episode (default: 17, the real protocol)"
     )
 
 
@@ -264,7 +249,7 @@ def _execution_arguments(g: argparse._ArgumentGroup) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="a policy setting, repeatable. For checkpoints: device=cuda, dtype=bfloat16, era=2025-11-20, "
-        "token_layout=upstream, dead_zone=0.1, execute_steps=2 ... (results on a GPU may differ in the last bits between "
+        "token_layout=upstream, gain=1.5, execute_steps=2 ... (results on a GPU may differ in the last bits between "
         "runs). For server URLs: api_key=... (default: $VLA_API_KEY; never written to disk), timeout_s=1.0, "
         "retries=0, strategy=chunk_reuse|receding_horizon (default: none sent, as the robot), "
         "keep_alive=false. Recorded in summary.json",
@@ -292,7 +277,7 @@ def _execution_arguments(g: argparse._ArgumentGroup) -> None:
 
 
 def parse_policy_options(items: list[str]) -> dict[str, Any]:
-    """``["device=cuda", "dead_zone=0.1"]`` -> ``{"device": "cuda", "dead_zone": 0.1}`` (JSON values)."""
+    """``["device=cuda", "gain=1.5"]`` -> ``{"device": "cuda", "gain": 1.5}`` (JSON values)."""
     try:
         return parse_overrides(items)
     except ValueError as exc:

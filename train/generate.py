@@ -89,12 +89,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-import mvla_sim
 from mvla_sim.facts import CAMERA_NATIVE_SIZE, EPISODE_ACTIONS, OBSTACLE_DISTANCES, SIDES, real_key_sequences
+from mvla_sim.make import SceneDescription, make_env
 from policies.scripted.baselines import make_baseline
 from train.atomic import write_json_atomic
 from train.episodes import (
@@ -442,8 +441,8 @@ _ENVS: dict[tuple[str, str, str, tuple[int, int]], Any] = {}
 def _env(side: str, lighting: str, distance: str, image_size: tuple[int, int]) -> Any:
     key = (side, lighting, distance, image_size)
     if key not in _ENVS:
-        _ENVS[key] = gym.make(
-            mvla_sim.env_id(side, lighting), obstacle_distance=distance, randomize=True, image_size=image_size
+        _ENVS[key] = make_env(
+            SceneDescription(side=side, lighting=lighting, obstacle_distance=distance, image_size=image_size)
         )
     return _ENVS[key]
 

@@ -131,13 +131,10 @@ def _scene_sentence(scene: dict[str, Any] | None) -> str:
     """The run's scene settings in words (summaries written before they were recorded have none)."""
     if not scene:
         return ""
-    words = {k: "the env's default" if v is None else v for k, v in scene.items()}
-    if scene.get("image_size"):
-        words["image_size"] = "x".join(str(v) for v in scene["image_size"]) + " px"
     return (
-        f" Scene: randomization {words['randomization']}, drive model {words['drive_model']}, "
-        f"renderer {words['renderer']}, lens distortion {words['lens_distortion']:g}, "
-        f"images {words['image_size']}, actions per episode {words['max_steps']}."
+        f" Scene: randomization {scene['randomization']}, drive model {scene['drive_model']}, "
+        f"renderer {scene['renderer']}, lens distortion {scene['lens_distortion']:g}, "
+        f"images {'x'.join(str(v) for v in scene['image_size'])} px, actions per episode {scene['max_steps']}."
     )
 
 

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eval.config import NO_RANDOMIZATION, Cell, RolloutConfig
+from eval.config import Cell, RolloutConfig
 from eval.results.records import EpisodeRecord
 from eval.runner.episode import EpisodeTask, HarnessError, run_episode
 from eval.runner.policy_factory import PolicySpec, build_policy, import_target
@@ -40,34 +40,20 @@ _THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 
 
 def make_env(cell: Cell, config: RolloutConfig) -> gym.Env:
-    """Build the gymnasium env of one cell with the run's scene settings (``render_mode="rgb_array"``).
+    """Build the env of one cell with the run's scene settings (``render_mode="rgb_array"``).
 
-    The one place where eval builds an env: every worker and the main process's checks come here.
+    The one place where eval builds an env (workers and the main process's checks): through the
+    simulator's env factory, ``mvla_sim.make_env``, or the config's own ``env_factory``.
     """
     if config.env_factory:
         return import_target(config.env_factory)(cell=cell, config=config)
-    import gymnasium as gym
+    from mvla_sim.make import SceneDescription
+    from mvla_sim.make import make_env as make_scene_env
 
-    import mvla_sim
-
-    scene = config.scene
-    randomize = scene.randomization != NO_RANDOMIZATION
-    chosen = {
-        "randomization": scene.randomization if randomize else None,
-        "drive_model": scene.drive_model,
-        "renderer": scene.renderer,
-        "image_size": tuple(scene.image_size) if scene.image_size else None,
-        "max_steps": scene.max_steps,
-    }
-    return gym.make(
-        mvla_sim.env_id(cell.side, cell.lighting),
-        disable_env_checker=True,
-        obstacle_distance=cell.distance,
-        randomize=randomize,
-        lens_distortion=scene.lens_distortion,
-        render_mode="rgb_array",
-        **{k: v for k, v in chosen.items() if v is not None},  # None: the env's default
+    scene = SceneDescription(
+        side=cell.side, lighting=cell.lighting, obstacle_distance=cell.distance, **config.scene.to_dict()
     )
+    return make_scene_env(scene, render_mode="rgb_array")
 
 
 def configure_torch(threads: int, needed: bool) -> None:
