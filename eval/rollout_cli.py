@@ -250,8 +250,9 @@ def _execution_arguments(g: argparse._ArgumentGroup) -> None:
         metavar="KEY=VALUE",
         help="a policy setting, repeatable. For checkpoints: device=cuda, dtype=bfloat16, era=2025-11-20, "
         "token_layout=upstream, gain=1.5, execute_steps=2 ... (results on a GPU may differ in the last bits between "
-        "runs). For server URLs: api_key=... (default: $VLA_API_KEY; never written to disk), timeout_s=1.0, "
-        "retries=0, strategy=chunk_reuse|receding_horizon (default: none sent, as the robot), "
+        "runs). For server URLs: api_key=... (default: $VLA_API_KEY; never written to disk), timeout_s=1.0 (per read), "
+        "deadline_s=2.0 (per request; default 2 x timeout_s), retries=0, strategy=chunk_reuse|receding_horizon "
+        "(default: none sent, as the robot), "
         "keep_alive=false. Recorded in summary.json",
     )
     g.add_argument(

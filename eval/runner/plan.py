@@ -21,7 +21,7 @@ from eval.results.video import video_name
 from eval.runner.episode import EpisodeTask
 from eval.runner.policy_factory import PolicySpec
 from eval.select import CheckpointChoice, Selection
-from policies.http.protocol import check_url, is_http_url
+from policies.http.protocol import check_url, is_http_url, server_identity
 
 EpisodeKey = tuple[str, str, int]
 """(policy id, cell name, seed): one episode of an evaluation."""
@@ -80,6 +80,31 @@ def other_spec(name: str, http_options: dict[str, Any] | None = None) -> PolicyS
     return PolicySpec(kind="baseline", id=name, name=name)
 
 
+def check_one_lane_per_server(specs: list[PolicySpec]) -> None:
+    """Refuse two server URLs that reach the same server (``127.0.0.1`` and ``localhost``, a host name
+    and its address): one server holds one history, so their episodes would run at once and corrupt
+    each other's, and evaluating one server twice under two names measures nothing new. Refused, not
+    serialised, because two ids for one policy would also double it in the tables.
+
+    Raises:
+        UsageError: the first two URLs of one server (one line).
+    """
+    seen: dict[tuple[str, int, str], str] = {}
+    for spec in specs:
+        if spec.kind != "http" or spec.url is None:
+            continue
+        identity = server_identity(spec.url) or frozenset()
+        for address in sorted(identity):
+            other = seen.get(address)
+            if other is not None and other != spec.url:
+                where = "this machine" if address[0] == "local" else address[0]
+                raise UsageError(
+                    f"{other} and {spec.url} are the same server ({where}, port {address[1]}): one server "
+                    "holds one history, so give its URL once"
+                )
+        seen.update(dict.fromkeys(identity, spec.url))
+
+
 def plan_specs(config: RolloutConfig, selection: Selection | None) -> list[PolicySpec]:
     """The policies to evaluate: each selected checkpoint under each profile, then the others.
 
@@ -97,6 +122,7 @@ def plan_specs(config: RolloutConfig, selection: Selection | None) -> list[Polic
         specs.append(spec)
     if not specs:
         raise UsageError("nothing to evaluate: give --ckpt (e.g. top3), --policy NAME or --baselines NAMES")
+    check_one_lane_per_server(specs)
     unused = sorted(config.options.checkpoint)
     if unused and not any(s.kind == "checkpoint" for s in specs):
         raise UsageError(
@@ -134,4 +160,12 @@ def plan_episodes(
     return tasks, planned
 
 
-__all__ = ["EpisodeKey", "checkpoint_specs", "episode_seed", "other_spec", "plan_episodes", "plan_specs"]
+__all__ = [
+    "EpisodeKey",
+    "check_one_lane_per_server",
+    "checkpoint_specs",
+    "episode_seed",
+    "other_spec",
+    "plan_episodes",
+    "plan_specs",
+]

@@ -62,7 +62,10 @@ class PolicySpec:
 
     @property
     def lane(self) -> str | None:
-        """Episodes of the same lane run one at a time (one server holds one history)."""
+        """Episodes of the same lane run one at a time (one server holds one history).
+
+        One URL per server: :func:`eval.runner.plan.check_one_lane_per_server` refuses two URLs of one server.
+        """
         return self.url
 
     def to_dict(self) -> dict[str, Any]:
