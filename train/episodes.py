@@ -48,7 +48,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,6 +66,7 @@ from mvla_sim.facts import (
     OBSTACLE_DISTANCES,
     SIDES,
 )
+from mvla_sim.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -479,8 +479,8 @@ def write_episode(
 ) -> Path:
     """Write ``episode`` to ``path`` in the real layout, atomically.
 
-    The file is written to a hidden temporary file in the same folder and moved into place with
-    ``os.replace``; on any error the temporary file is removed and ``path`` is untouched.
+    The file is written through ``mvla_sim.files.atomic_path``: on any error ``path`` is untouched
+    and no temporary file is left.
 
     Raises:
         EpisodeFormatError: if the episode is invalid or lacks an attribute of ``ATTR_KEYS``.
@@ -505,18 +505,8 @@ def write_episode(
         raise FileExistsError(f"{path}: episode file exists (pass overwrite=True to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
 
-    # A hidden, unique name beside the target (so os.replace stays on one file system); created
-    # by h5py itself so that the file gets the usual permissions (umask), unlike mkstemp's 0600.
-    tmp = path.parent / f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
-    try:
-        with h5py.File(tmp, "x") as f:
-            _write_content(f, episode, compression_level)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "x") as f:
+        _write_content(f, episode, compression_level)
     return path
 
 

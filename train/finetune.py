@@ -159,8 +159,8 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
     from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader
 
+    from mvla_sim.files import atomic_write_json
     from policies.vla.config import ConfigError, VLAConfig
-    from train.atomic import write_json_atomic
     from train.dataset import EpisodeSource, train_val_datasets
     from train.dataset import collate as collate_fn
     from train.lightning_module import DEFAULT_RECIPE, MobileVLAModule
@@ -205,7 +205,7 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
         {"path": str(s.path), "channel_order": s.channel_order} for s in config.data
     ]
     cfg["mvla_sim"]["episodes"] = {"train": len(train_set.episodes), "val": len(val_set.episodes)}
-    write_json_atomic(run_dir / "config.json", cfg)
+    atomic_write_json(run_dir / "config.json", cfg)
 
     loader_kw = {
         "batch_size": vla.training.batch_size,

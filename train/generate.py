@@ -95,8 +95,8 @@ from tqdm import tqdm
 
 import mvla_sim
 from mvla_sim.facts import CAMERA_NATIVE_SIZE, EPISODE_ACTIONS, OBSTACLE_DISTANCES, SIDES, real_key_sequences
+from mvla_sim.files import atomic_write_json
 from policies.scripted.baselines import make_baseline
-from train.atomic import write_json_atomic
 from train.episodes import (
     EpisodeFormatError,
     EpisodeName,
@@ -733,7 +733,7 @@ def run_generation(config: GenerateConfig, *, progress: bool = True) -> Generate
     """
     config.out.mkdir(parents=True, exist_ok=True)
     _check_folder_config(config)
-    write_json_atomic(config.out / CONFIG_FILE, config.to_json())
+    atomic_write_json(config.out / CONFIG_FILE, config.to_json())
 
     plans = plan_episodes(config)
     records: dict[int, dict[str, Any]] = {}
@@ -785,7 +785,7 @@ def run_generation(config: GenerateConfig, *, progress: bool = True) -> Generate
     ordered = [records[plan.index] for plan in plans]
     paths = [config.out / r["file"] for r in ordered if r["file"]]
     result = GenerateResult(config, paths, ordered)
-    write_json_atomic(
+    atomic_write_json(
         config.out / REPORT_FILE, {"config": config.to_json(), "totals": result.totals, "episodes": ordered}
     )
     return result

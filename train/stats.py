@@ -13,7 +13,6 @@ Run ``python -m train.stats FOLDER [FOLDER ...]`` for the table of a folder.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -26,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mvla_sim.facts import KEY_ACTIONS, LIGHTINGS, OBSTACLE_DISTANCES, SIDES
+from mvla_sim.files import atomic_write_json
 from train.episodes import (
     EPISODE_GLOB,
     EVENT_EPISODE_START,
@@ -275,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = summarize_episodes(files, progress=True)
     sys.stdout.write(format_summary(summary) + "\n")
     if args.json is not None:
-        args.json.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        atomic_write_json(args.json, summary)
         logger.info("summary written to %s", args.json)
     return 1 if summary["num_episodes"] == 0 else 0
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from mvla_sim.files import atomic_path
 from policies.messages import first_line as one_line
 from policies.vla.checkpoint_keys import LIGHTNING_PREFIX, strip_lightning_prefix
 from policies.vla.config import ConfigError, VLAConfig
@@ -167,7 +168,6 @@ def save_checkpoint(
     i.e. what a LightningModule holding the model as ``self.model`` saves. Written atomically.
     """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     ckpt: dict[str, Any] = {
         "epoch": epoch,
         "global_step": global_step,
@@ -176,12 +176,8 @@ def save_checkpoint(
     }
     if extra:
         ckpt.update(extra)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(p) as tmp:
         torch.save(ckpt, tmp)
-        os.replace(tmp, p)
-    finally:
-        tmp.unlink(missing_ok=True)
     return p
 
 
