@@ -94,7 +94,14 @@ import numpy as np
 from tqdm import tqdm
 
 import mvla_sim
-from mvla_sim.facts import CAMERA_NATIVE_SIZE, EPISODE_ACTIONS, OBSTACLE_DISTANCES, SIDES, real_key_sequences
+from mvla_sim.facts import (
+    CAMERA_NATIVE_SIZE,
+    EPISODE_ACTIONS,
+    OBSTACLE_DISTANCES,
+    SIDES,
+    key_char_of_action,
+    real_key_sequences,
+)
 from mvla_sim.files import atomic_write_json
 from policies.scripted.baselines import make_baseline
 from train.episodes import (
@@ -104,7 +111,7 @@ from train.episodes import (
     read_episode,
     write_episode,
 )
-from train.stats import format_summary, key_of_action, summarize_episodes
+from train.stats import format_summary, summarize_episodes
 
 logger = logging.getLogger(__name__)
 
@@ -454,11 +461,6 @@ def _close_envs() -> None:
         env.close()
 
 
-def _key_char(action: np.ndarray) -> str:
-    key = key_of_action(action)
-    return {"space": "_", "other": "?"}.get(key, key)
-
-
 def simulate_episode(config: GenerateConfig, plan: EpisodePlan) -> dict[str, Any]:
     """Roll the expert out for ``plan``; write the file unless it is a dropped failure.
 
@@ -506,8 +508,8 @@ def simulate_episode(config: GenerateConfig, plan: EpisodePlan) -> dict[str, Any
         "kind": kind,
         "noisy_presses": noisy,
         "frames": len(images),
-        "keys": "".join(_key_char(a) for a in actions_arr[1:]),
-        "intended_keys": "".join(_key_char(a) for a in intended_arr[1:]),
+        "keys": "".join(key_char_of_action(a) for a in actions_arr[1:]),
+        "intended_keys": "".join(key_char_of_action(a) for a in intended_arr[1:]),
     }
     if not success and not config.keep_failures:
         return record

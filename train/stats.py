@@ -24,7 +24,16 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from mvla_sim.facts import KEY_ACTIONS, LIGHTINGS, OBSTACLE_DISTANCES, SIDES
+from mvla_sim.facts import (
+    KEY_CHARS,
+    KEY_MATCH_ATOL,
+    LIGHTINGS,
+    NO_KEY_CHAR,
+    OBSTACLE_DISTANCES,
+    SIDES,
+    STOP_CHAR,
+    key_char_of_action,
+)
 from mvla_sim.files import atomic_write_json
 from train.episodes import (
     EPISODE_GLOB,
@@ -40,36 +49,27 @@ from train.episodes import (
 
 logger = logging.getLogger(__name__)
 
-KEY_MATCH_ATOL = 1e-3
-"""An action matches a key when every component is within this of the key's action."""
-
 VALUE_BIN_EDGES: tuple[float, ...] = tuple(float(x) for x in np.linspace(-1.375, 1.375, 12))
 """Histogram bins of action values: width 0.25, centred on -1.25 .. 1.25 (the key value 1.15
 falls in the outermost bins). Values beyond the edges count in the outermost bins."""
 
 TOP_SEQUENCES = 10
 
-_KEY_LABELS: dict[str, str] = {key: ("space" if key == " " else key) for key in KEY_ACTIONS}
-_SEQUENCE_CHARS: dict[str, str] = {
-    **{label: key for key, label in _KEY_LABELS.items()},
-    "space": "_",
-    "other": "?",
-}
+_LABELS: dict[str, str] = {STOP_CHAR: "space", NO_KEY_CHAR: "other"}
+"""Histogram labels of the key-string characters that are not keys themselves."""
+
+
+def _label(char: str) -> str:
+    return _LABELS.get(char, char)
 
 
 def key_of_action(action: Sequence[float] | np.ndarray, atol: float = KEY_MATCH_ATOL) -> str:
-    """The teleoperation key whose action equals ``action`` ([linear_x, linear_y(, angular_z)]).
+    """The histogram label of ``action``'s key (``mvla_sim.facts.key_char_of_action``).
 
     Returns a key of ``KEY_ACTIONS`` ("W", "Q", ...), ``"space"`` for the all-zero action, or
     ``"other"`` when no key matches.
     """
-    a = np.zeros(3, dtype=np.float64)
-    values = np.asarray(action, dtype=np.float64).reshape(-1)[:3]
-    a[: len(values)] = values
-    for key, key_action in KEY_ACTIONS.items():
-        if np.allclose(a, key_action, rtol=0.0, atol=atol):
-            return _KEY_LABELS[key]
-    return "other"
+    return _label(key_char_of_action(action, atol))
 
 
 def _expand(paths: Iterable[str | os.PathLike[str]], pattern: str) -> list[Path]:
@@ -118,7 +118,7 @@ def summarize_episodes(
     }
     kinds: Counter[str] = Counter({kind: 0 for kind in KINDS})
     events: Counter[str] = Counter({event: 0 for event in EVENT_TYPES})
-    keys: Counter[str] = Counter({label: 0 for label in [*_KEY_LABELS.values(), "other"]})
+    keys: Counter[str] = Counter({_label(c): 0 for c in [*KEY_CHARS.values(), NO_KEY_CHAR]})
     sequences: Counter[str] = Counter()
     instructions: Counter[str] = Counter()
     frame_sizes: Counter[str] = Counter()
@@ -148,12 +148,12 @@ def summarize_episodes(
         assert episode.image_shape is not None
         frame_sizes[f"{episode.image_shape[1]}x{episode.image_shape[2]}"] += 1
         pressed = [
-            key_of_action(a)
+            key_char_of_action(a)
             for a, e in zip(episode.actions, episode.event_types, strict=True)
             if e != EVENT_EPISODE_START
         ]
-        keys.update(pressed)
-        sequences["".join(_SEQUENCE_CHARS[k] for k in pressed)] += 1
+        keys.update(_label(c) for c in pressed)
+        sequences["".join(pressed)] += 1
         linear_x.append(episode.actions[:, 0])
         linear_y.append(episode.actions[:, 1])
 

@@ -37,6 +37,9 @@ from mvla_sim.facts import (
     KEY_ACTION_VALUE,
     KEY_ACTIONS,
     MOVE_KEYS,
+    STOP_CHAR,
+    key_char_of_action,
+    key_of_char,
     real_key_sequences,
     side_of_instruction,
 )
@@ -45,7 +48,7 @@ GUIDES: tuple[str, ...] = ("weighted", "most_common")
 """Ways to choose the guide sequence: drawn in proportion to the real episode counts, or the most
 frequent real sequence of the scene; a 17-key string names one directly."""
 
-KEYS: str = "WQAZSCDE_"
+KEYS: str = "".join(MOVE_KEYS) + STOP_CHAR
 """Planner key alphabet: the eight movement keys, then ``_`` for the space bar (stop)."""
 
 SAMPLES_PER_PRESS = 4
@@ -148,8 +151,8 @@ class ScriptedExpert:
             return np.asarray(KEY_ACTIONS[key][:2], dtype=np.float32)
         plan = self._current_plan(state)
         key = plan.keys[0]
-        self.last_key = " " if key == "_" else key
-        if self.config.mode == "continuous" and len(plan.keys) >= 2 and "_" not in plan.keys[:2]:
+        self.last_key = key_of_char(key)
+        if self.config.mode == "continuous" and len(plan.keys) >= 2 and STOP_CHAR not in plan.keys[:2]:
             action = self._corner_cut(state, plan)
             if action is not None:
                 self.last_key = None
@@ -226,18 +229,10 @@ def candidate_plans(length: int, side: str, stops: int) -> np.ndarray:
                         + strafe * second_strafe
                         + "W" * w2
                         + tail_key * tail
-                        + "_" * stops
+                        + STOP_CHAR * stops
                     )
     index = {k: i for i, k in enumerate(KEYS)}
     return np.array([[index[k] for k in p] for p in sorted(plans)], dtype=np.int8).reshape(-1, length)
-
-
-def _key_of_action(action: list[float]) -> str:
-    for key in KEYS:
-        ref = KEY_ACTIONS[" " if key == "_" else key][:2]
-        if abs(action[0] - ref[0]) < 1e-3 and abs(action[1] - ref[1]) < 1e-3:
-            return key
-    return "?"
 
 
 def make_plan(state: dict[str, Any], guide: str, margin_m: float) -> Plan:
@@ -245,7 +240,7 @@ def make_plan(state: dict[str, Any], guide: str, margin_m: float) -> Plan:
     lay = state["layout"]
     side = lay["side"]
     taken, left = state["steps_taken"], state["steps_left"]
-    history = "".join(_key_of_action(a) for a in state["action_history"])
+    history = "".join(key_char_of_action(a) for a in state["action_history"])
     if left <= 0:
         raise RuntimeError("the episode has no key press left to plan")
     protocol_left = max(EPISODE_ACTIONS - taken, 0)
@@ -261,7 +256,9 @@ def make_plan(state: dict[str, Any], guide: str, margin_m: float) -> Plan:
     full = np.concatenate([full, plans.astype(np.int16)], axis=1)
     guide_idx = np.array([KEYS.index(k) for k in guide], dtype=np.int16)
     n = min(full.shape[1], len(guide_idx))
-    distance = np.sum(full[:, :n] != guide_idx[:n], axis=1) + np.sum(full[:, n:] != KEYS.index("_"), axis=1)
+    distance = np.sum(full[:, :n] != guide_idx[:n], axis=1) + np.sum(
+        full[:, n:] != KEYS.index(STOP_CHAR), axis=1
+    )
 
     feasible = margins > 0
     good = margins >= margin_m
@@ -274,7 +271,7 @@ def make_plan(state: dict[str, Any], guide: str, margin_m: float) -> Plan:
     best = int(order[0])
     keys = "".join(KEYS[i] for i in plans[best])
     if length < left:
-        keys += "_" * (left - length)
+        keys += STOP_CHAR * (left - length)
         pad = [tuple(waypoints[best, -1])] * (left - length)
     else:
         pad = []

@@ -15,6 +15,7 @@ from mvla_sim.facts import (
     EVENT_STOP_ACTION,
     INSTRUCTIONS,
     KEY_ACTIONS,
+    key_char_of_action,
     real_key_sequences,
 )
 from train.episodes import ATTR_KEYS, parse_episode_name, read_episode
@@ -33,7 +34,6 @@ from train.generate import (
     run_generation,
     scenario_schedule,
 )
-from train.stats import key_of_action
 
 SMALL = (64, 36)
 KEY_ARRAYS = {key: np.asarray(value, dtype=np.float32) for key, value in KEY_ACTIONS.items()}
@@ -103,7 +103,7 @@ def test_episodes_follow_the_real_format(clean_run: tuple[GenerateConfig, list[P
         for action, event in zip(actions[1:], episode.event_types[1:], strict=True):
             assert any(np.array_equal(action, key) for key in KEY_ARRAYS.values()), action
             assert event == (EVENT_START_ACTION if np.any(action) else EVENT_STOP_ACTION)
-        keys = "".join({"space": "_"}.get(key_of_action(a), key_of_action(a)) for a in actions[1:])
+        keys = "".join(key_char_of_action(a) for a in actions[1:])
         assert keys == attrs["sim_keys"] == attrs["sim_intended_keys"]
         np.testing.assert_array_equal(np.asarray(attrs["sim_intended_actions"], dtype=np.float32), actions)
         json.loads(attrs["sim_layout"])
