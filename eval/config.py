@@ -19,14 +19,14 @@ from typing import Any
 
 from eval.results import records as rec
 from eval.select import REFERENCE_RUN_DIR, REPO_ROOT
+from mvla_sim.facts import LIGHTINGS, SIDES
+from mvla_sim.facts import OBSTACLE_DISTANCES as DISTANCES
+from policies.options import parse_key_values
 from policies.vla.profiles import (  # torch-free: parsing the command line stays light
+    DEFAULT_PROFILE,
     PROFILES,
-    parse_overrides,
 )
 
-SIDES = ("left", "right")
-LIGHTINGS = ("day", "evening")
-DISTANCES = ("close", "medium", "far")
 DEFAULT_RUNS = Path("runs")
 DEFAULT_EPISODES = 50
 QUICK_EPISODES = 10
@@ -113,7 +113,7 @@ class RolloutConfig:
     runs: Path = DEFAULT_RUNS
     runs_explicit: bool = False
     baselines: list[str] = field(default_factory=list)
-    profiles: tuple[str, ...] = ("as_trained",)
+    profiles: tuple[str, ...] = (DEFAULT_PROFILE,)
     sides: tuple[str, ...] = SIDES
     lightings: tuple[str, ...] = LIGHTINGS
     distances: tuple[str, ...] = ("medium",)
@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--profile",
         type=_csv,
-        default=["as_trained"],
+        default=[DEFAULT_PROFILE],
         metavar="P",
         help="evaluate every checkpoint under each profile, on the same seeds: as_trained (what the model "
         "saw in training), as_deployed (what the team's server and robot client do); e.g. "
@@ -413,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_policy_options(items: list[str]) -> dict[str, Any]:
     """``["device=cuda", "dead_zone=0.1"]`` -> ``{"device": "cuda", "dead_zone": 0.1}`` (JSON values)."""
     try:
-        return parse_overrides(items)
+        return parse_key_values(items)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

@@ -16,6 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from mvla_sim.facts import KEY_ACTION_VALUE
 from policies.vla.config import TrainingRecipe, VLAConfig
 from policies.vla.model import MobileVLAModel
 from policies.vla.processors import (
@@ -32,9 +33,6 @@ METRIC_NAMES = ("loss", "loss_velocity_act", "rmse_velocity_act", "true_rmse")
 """Logged as ``train_*`` / ``val_*``. The first three are RoboVLMs' (its "rmse" is sqrt of the
 loss); ``true_rmse`` is the real root-mean-square error in the data's units (x 1.15; regression
 heads), the classification heads log their accuracy as ``true_rmse``'s sibling ``acc``."""
-
-DATA_UNITS_PER_NORMALIZED = 1.15
-"""A normalized action of 1.0 is a key press's 1.15 in the data."""
 
 DEFAULT_RECIPE = TrainingRecipe(normalization="clip", token_layout="fork", source="config")
 """A run of this project whose config records no recipe trains like the fork's newest code."""
@@ -158,7 +156,7 @@ class MobileVLAModule(L.LightningModule):
             out["true_rmse"] = hit.mean().detach() if bool(m.any()) else torch.zeros(())
         else:
             sq = (pred.float() - target.float()).pow(2)[m]
-            scale = DATA_UNITS_PER_NORMALIZED * (cfg.norm_max - cfg.norm_min) / 2
+            scale = KEY_ACTION_VALUE * (cfg.norm_max - cfg.norm_min) / 2  # normalized 1.0 = a key press
             out["true_rmse"] = sq.mean().sqrt().detach() * scale if bool(m.any()) else torch.zeros(())
         batch_size = int(batch["images"].shape[0])
         on_step = stage == "train"

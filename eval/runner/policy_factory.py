@@ -20,10 +20,9 @@ from typing import Any
 
 from eval.config import HTTP_OPTION_NAMES, UsageError, redact
 from policies.http.protocol import check_url, is_http_url
+from policies.vla.profiles import DEFAULT_PROFILE
 
 KINDS = ("checkpoint", "baseline", "factory", "http")
-BASE_PROFILE = "as_trained"
-"""The profile whose checkpoint ids carry no suffix (the other profiles add ``@<profile>``)."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ def checkpoint_specs(choice: Any, profiles: tuple[str, ...], options: dict[str, 
     return [
         PolicySpec(
             kind="checkpoint",
-            id=choice.policy_id + ("" if profile == BASE_PROFILE else f"@{profile}"),
+            id=choice.policy_id + ("" if profile == DEFAULT_PROFILE else f"@{profile}"),  # default: no suffix
             path=str(choice.path),
             profile=profile,
             options=dict(options),
@@ -144,7 +143,7 @@ def build_policy(spec: PolicySpec, env: Any, seed: int) -> Any:
     if spec.kind == "checkpoint":
         from policies.vla.policy import VLAPolicy
 
-        return VLAPolicy.from_checkpoint(spec.path, spec.profile or BASE_PROFILE, **spec.options)
+        return VLAPolicy.from_checkpoint(spec.path, spec.profile or DEFAULT_PROFILE, **spec.options)
     if spec.kind == "factory":
         return import_target(spec.name)(env=env, seed=seed)
     from policies.http.client import HTTPPolicy
@@ -156,7 +155,6 @@ def build_policy(spec: PolicySpec, env: Any, seed: int) -> Any:
 
 
 __all__ = [
-    "BASE_PROFILE",
     "KINDS",
     "PolicySpec",
     "build_policy",

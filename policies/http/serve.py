@@ -48,7 +48,7 @@ from policies.http.protocol import (
     ROOT_ANSWER,
     is_loopback_host,
 )
-from policies.vla.profiles import parse_overrides
+from policies.options import parse_key_values
 from policies.vla.transport import FrameDecodeError, decode_jpeg, from_base64
 
 logger = logging.getLogger("policies.http.serve")
@@ -369,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _options(items: list[str]) -> dict[str, Any]:
     try:
-        return parse_overrides(items)
+        return parse_key_values(items)
     except ValueError as exc:
         raise ServeError(str(exc)) from None
 

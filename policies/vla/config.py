@@ -27,6 +27,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from mvla_sim.facts import KEY_ACTIONS
+
 CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
@@ -113,23 +115,15 @@ PRESET_BACKBONE_CONFIGS: dict[str, dict[str, Any]] = {
     "kosmos2-base": KOSMOS2_BASE_CONFIG,
 }
 
+CLASS_KEYS: dict[int, str] = {6: " WADQE", 9: " WSADQEZC"}
+"""The teleoperation key of each class index of the team's classification heads (FACTS.md): 6
+classes (dataset of 2026-02-02: stop, forward, left, right, forward-left, forward-right) and 9
+classes (from 2026-02-20, also the inference server's map)."""
+
 CLASS_MAPS: dict[int, dict[int, tuple[float, float]]] = {
-    6: {0: (0.0, 0.0), 1: (1.15, 0.0), 2: (0.0, 1.15), 3: (0.0, -1.15), 4: (1.15, 1.15), 5: (1.15, -1.15)},
-    9: {
-        0: (0.0, 0.0),
-        1: (1.15, 0.0),
-        2: (-1.15, 0.0),
-        3: (0.0, 1.15),
-        4: (0.0, -1.15),
-        5: (1.15, 1.15),
-        6: (1.15, -1.15),
-        7: (-1.15, 1.15),
-        8: (-1.15, -1.15),
-    },
+    n: {i: KEY_ACTIONS[key][:2] for i, key in enumerate(keys)} for n, keys in CLASS_KEYS.items()
 }
-"""Class index -> [linear_x, linear_y] of the team's classification heads (FACTS.md): 6 classes
-(dataset of 2026-02-02: stop, forward, left, right, forward-left, forward-right) and 9 classes
-(from 2026-02-20, also the inference server's map)."""
+"""Class index -> [linear_x, linear_y] (data units) of those heads: the keys' actions."""
 
 
 class ConfigError(ValueError):

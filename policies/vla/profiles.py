@@ -39,6 +39,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from mvla_sim.facts import KEY_ACTION_VALUE
 from policies.vla.config import (
     CHANNEL_ORDERS,
     INSTRUCTION_MODES,
@@ -50,7 +51,10 @@ from policies.vla.config import (
 
 logger = logging.getLogger(__name__)
 
-PROFILES: tuple[str, ...] = ("as_trained", "as_deployed")
+AS_TRAINED, AS_DEPLOYED = "as_trained", "as_deployed"
+PROFILES: tuple[str, ...] = (AS_TRAINED, AS_DEPLOYED)
+DEFAULT_PROFILE: str = AS_TRAINED
+"""The profile used wherever none is named: what the model saw in training."""
 TRANSPORTS: tuple[str, ...] = ("none", "jpeg")
 RESIZES: tuple[str, ...] = ("bilinear", "bicubic")
 TEXT_PADDINGS: tuple[str, ...] = ("none", "max_length")
@@ -61,8 +65,6 @@ DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 
 SERVER_ACTION_CLIP = 1.5
 """The team's server clips each action component to +-1.5."""
-ENV_ACTION_BOUND = 1.15
-"""A key press's magnitude, the env's action bound."""
 CLIENT_DEAD_ZONE = 0.1
 """The robot client drives only when some component exceeds 0.1 in magnitude."""
 
@@ -227,7 +229,7 @@ class InferenceSettings:
     Recorded with every result (``VLAPolicy.settings()``); every field can be overridden.
     """
 
-    profile: str = "as_trained"
+    profile: str = DEFAULT_PROFILE
     transport: str = "none"
     """``"jpeg"``: the robot client's 224x224 resize + JPEG q95 + base64 and the server's decode."""
     resize: str = "bilinear"
@@ -249,7 +251,7 @@ class InferenceSettings:
     zero action, the same image as frame 1 in every recorded episode): the head's history starts
     with it twice, as in every training episode, and the first action is the one for frame 1.
     Closed loop only: ``trace()`` runs the head over the frames it is given."""
-    action_clip: float = ENV_ACTION_BOUND
+    action_clip: float = KEY_ACTION_VALUE
     gain: float = 1.0
     """Multiplier on the decoded action before the clip (a knob, not part of either pipeline)."""
     dead_zone: float = 0.0
@@ -357,31 +359,9 @@ class Resolution:
 _NON_SETTING_OVERRIDES = ("era",)
 
 
-def parse_overrides(items: list[str], flag: str = "--policy-option") -> dict[str, Any]:
-    """``["device=cuda", "dead_zone=0.1"]`` -> ``{"device": "cuda", "dead_zone": 0.1}``.
-
-    Values are JSON when they parse as JSON (numbers, true/false, null), else strings.
-
-    Raises:
-        ValueError: an item without ``=`` or without a key (the message names the flag and the item).
-    """
-    import json
-
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"{flag} {item!r}: give KEY=VALUE, e.g. device=cuda")
-        try:
-            options[key.strip()] = json.loads(text)
-        except json.JSONDecodeError:
-            options[key.strip()] = text
-    return options
-
-
 def resolve(
     config: VLAConfig,
-    profile: str = "as_trained",
+    profile: str = DEFAULT_PROFILE,
     *,
     checkpoint: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
@@ -408,7 +388,7 @@ def resolve(
     warnings = list(decision.warnings)
     decode = "classification" if config.is_classification else "regression"
 
-    if profile == "as_trained":
+    if profile == AS_TRAINED:
         base = InferenceSettings(
             profile=profile,
             transport="none",
@@ -423,7 +403,7 @@ def resolve(
             decode=decode,
             first_action_zero=False,
             episode_start=True,
-            action_clip=ENV_ACTION_BOUND,
+            action_clip=KEY_ACTION_VALUE,
             drive_rule="none",
             era=decision.era,
         )
@@ -469,7 +449,9 @@ def resolve(
             f"execute_steps {settings.execute_steps} exceeds the chunk the head predicts ({config.fwd_pred_next_n})"
         )
     if config.is_classification and settings.decode == "regression":
-        warnings.append("classification logits decoded as a regression (the first two logits x 1.15)")
+        warnings.append(
+            f"classification logits decoded as a regression (the first two logits x {KEY_ACTION_VALUE})"
+        )
     if not config.is_classification and settings.decode == "classification":
         raise ProfileError(f"decode='classification' needs a classification head, not {config.head_type}")
     for w in warnings:
@@ -479,7 +461,7 @@ def resolve(
 
 __all__ = [
     "CLIENT_DEAD_ZONE",
-    "ENV_ACTION_BOUND",
+    "DEFAULT_PROFILE",
     "ERAS",
     "ERA_NAMES",
     "Era",
@@ -491,7 +473,6 @@ __all__ = [
     "SERVER_ACTION_CLIP",
     "TRANSPORTS",
     "decide_era",
-    "parse_overrides",
     "era_for_date",
     "resolve",
     "run_folder_date",

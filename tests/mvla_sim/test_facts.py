@@ -57,3 +57,19 @@ def test_facts_imports_only_the_standard_library() -> None:
     modules = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     modules |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert modules <= set(sys.stdlib_module_names) | {"__future__"}, modules
+
+
+def _constants(value: object) -> list[str]:
+    """``file:line`` of every literal equal to ``value`` in the code of the packages (not docstrings)."""
+    repo = Path(facts.__file__).resolve().parents[1]
+    found = []
+    for folder in ("mvla_sim", "policies", "train", "eval", "benchmarks"):
+        for path in sorted((repo / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Constant) and type(node.value) is type(value) and node.value == value:
+                    found.append(f"{path.relative_to(repo)}:{node.lineno}")
+    return found
+
+
+def test_the_action_bound_is_written_once() -> None:
+    assert _constants(1.15) == ["mvla_sim/facts.py:13"]
