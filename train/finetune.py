@@ -160,14 +160,15 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
     from torch.utils.data import DataLoader
 
     from mvla_sim.files import atomic_write_json
-    from policies.vla.config import ConfigError, VLAConfig
+    from policies.vla.config import ConfigError
+    from policies.vla.robovlms_config import parse as parse_robovlms
     from train.dataset import EpisodeSource, train_val_datasets
     from train.dataset import collate as collate_fn
     from train.lightning_module import DEFAULT_RECIPE, MobileVLAModule
 
     cfg = config.configs
     try:
-        vla = VLAConfig.from_robovlms(cfg)
+        vla = parse_robovlms(cfg)
     except ConfigError as exc:
         raise UsageError(f"config: {exc}") from None
     precision = _resolve_precision(cfg, config.notes)

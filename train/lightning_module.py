@@ -17,7 +17,7 @@ import lightning as L
 import torch
 
 from mvla_sim.facts import KEY_ACTION_VALUE
-from policies.vla.config import TrainingRecipe, VLAConfig
+from policies.vla.config import TrainingRecipe
 from policies.vla.model import MobileVLAModel
 from policies.vla.processors import (
     action_classes,
@@ -28,6 +28,7 @@ from policies.vla.processors import (
     to_pixels,
     tokenize_prompt,
 )
+from policies.vla.robovlms_config import parse as parse_robovlms
 
 METRIC_NAMES = ("loss", "loss_velocity_act", "rmse_velocity_act", "true_rmse")
 """Logged as ``train_*`` / ``val_*``. The first three are RoboVLMs' (its "rmse" is sqrt of the
@@ -62,7 +63,7 @@ class MobileVLAModule(L.LightningModule):
     def __init__(self, configs: dict[str, Any], init_seed: int | None = None) -> None:
         super().__init__()
         self.save_hyperparameters({"configs": configs})
-        self.vla_config = VLAConfig.from_robovlms(configs)
+        self.vla_config = parse_robovlms(configs)
         self.recipe = self.vla_config.recipe or DEFAULT_RECIPE
         self.model = MobileVLAModel.build(self.vla_config, seed=init_seed)
         self._text_cache: dict[str, Any] = {}

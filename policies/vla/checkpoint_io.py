@@ -24,6 +24,8 @@ from mvla_sim.files import atomic_path
 from policies.messages import first_line as one_line
 from policies.vla.checkpoint_keys import LIGHTNING_PREFIX, strip_lightning_prefix
 from policies.vla.config import ConfigError, VLAConfig
+from policies.vla.robovlms_config import parse as parse_robovlms
+from policies.vla.robovlms_config import to_robovlms
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +142,7 @@ def config_from_checkpoint(
     ``$MVLA_KOSMOS2_DIR``, except for a run of a preset backbone) replaces it.
     """
     try:
-        config = VLAConfig.from_robovlms(
+        config = parse_robovlms(
             raw_config(ckpt, path, config_path), config_root=config_root, backbone_dir=backbone_dir
         )
     except ConfigError as exc:
@@ -172,7 +174,7 @@ def save_checkpoint(
         "epoch": epoch,
         "global_step": global_step,
         "state_dict": {LIGHTNING_PREFIX + k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "hyper_parameters": {"configs": model.config.to_robovlms()},
+        "hyper_parameters": {"configs": to_robovlms(model.config)},
     }
     if extra:
         ckpt.update(extra)

@@ -6,8 +6,9 @@ head), :class:`TrainingConfig` (the optimisation settings a run carries) and
 token layout). Every default is written once, here, and is **what the team's RoboVLMs fork does
 when its config JSON omits the key** (``act_head.hidden_size`` 1024, ``num_layers`` 4,
 ``num_classes`` 6, Lightning's ``accumulate_grad_batches`` 1 ...), so that parsing a config
-(:mod:`policies.vla.robovlms_config`) is a plain mapping. The values of the run in the team's report
-live in its config, ``assets/configs/mobile_vla_20251114_lora.json``.
+(:mod:`policies.vla.robovlms_config`, which builds on this module: ``parse`` and ``to_robovlms``)
+is a plain mapping. The values of the run in the team's report live in its config,
+``assets/configs/mobile_vla_20251114_lora.json``.
 
 It imports neither torch nor transformers, so configs are read and validated anywhere.
 
@@ -423,20 +424,6 @@ class VLAConfig:
             if out[key] is not None:
                 out[key] = list(out[key])
         return out
-
-    # ------------------------------------------------------------------ RoboVLMs JSON
-    @classmethod
-    def from_robovlms(cls, config: Any, **kwargs: Any) -> VLAConfig:
-        """Parse a RoboVLMs config (dict, JSON text or file); see :func:`policies.vla.robovlms_config.parse`."""
-        from policies.vla.robovlms_config import parse
-
-        return parse(config, **kwargs)
-
-    def to_robovlms(self) -> dict[str, Any]:
-        """The RoboVLMs config JSON; see :func:`policies.vla.robovlms_config.to_robovlms`."""
-        from policies.vla.robovlms_config import to_robovlms
-
-        return to_robovlms(self)
 
 
 __all__ = [
