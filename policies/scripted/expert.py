@@ -288,9 +288,28 @@ def evaluate_plans(state: dict[str, Any], plans: np.ndarray) -> tuple[np.ndarray
     vertical, as the distance the bottle could move before leaving it). A plan that crosses the
     box's centre line on the wrong side (or never) scores -1.
     """
+    waypoints, dense = _plan_points(state, plans)
+    px, py = dense[..., 0], dense[..., 1]
+    box_gap, (u, v) = _box_gap(state, px, py)
+    margins = np.minimum.reduce(
+        [box_gap, *_wall_and_bottle_gaps(state, px, py), *_end_margins(state, waypoints)]
+    )
     lay = state["layout"]
+    sign = 1.0 if lay["side"] == "left" else -1.0
+    passed = state["side_passed"]
+    if passed == "none":
+        crossed = u >= 0.0
+        first = np.argmax(crossed, axis=1)
+        at_cross = v[np.arange(len(plans)), first]
+        side_ok = crossed.any(axis=1) & (sign * at_cross > 0)
+    else:
+        side_ok = np.full(len(plans), passed == lay["side"])
+    return np.where(side_ok, margins, np.minimum(margins, -1.0)), waypoints
+
+
+def _plan_points(state: dict[str, Any], plans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each plan's waypoints after every press (N, L+1, 2) and its path sampled densely (N, M, 2)."""
     x0, y0, yaw = state["robot_pose"]
-    rhx, rhy = state["robot_half_extents"]
     c, s = math.cos(yaw), math.sin(yaw)
     steps = np.zeros((len(KEYS), 2))
     for i, key in enumerate(KEYS[:-1]):
@@ -304,10 +323,17 @@ def evaluate_plans(state: dict[str, Any], plans: np.ndarray) -> tuple[np.ndarray
     dense = (waypoints[:, :-1, None, :] + disp[:, :, None, :] * t[None, None, :, None]).reshape(
         len(plans), -1, 2
     )
-    dense = np.concatenate([dense, waypoints[:, -1:]], axis=1)
-    px, py = dense[..., 0], dense[..., 1]
+    return waypoints, np.concatenate([dense, waypoints[:, -1:]], axis=1)
 
-    # box, in its own frame; the robot's footprint as its bounding box in that frame
+
+def _box_gap(
+    state: dict[str, Any], px: np.ndarray, py: np.ndarray
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Clearance (m) of each path to the box (the robot's footprint as its bounding box in the
+    box's frame), and the path points in the box's frame (u along, v across)."""
+    lay = state["layout"]
+    _, _, yaw = state["robot_pose"]
+    rhx, rhy = state["robot_half_extents"]
     cx, cy = lay["box_center"]
     byaw = lay["box_yaw"]
     cb, sb = math.cos(byaw), math.sin(byaw)
@@ -316,17 +342,36 @@ def evaluate_plans(state: dict[str, Any], plans: np.ndarray) -> tuple[np.ndarray
     hx, hy = lay["box_half_extents"]
     ex = hx + rhx * abs(math.cos(rel)) + rhy * abs(math.sin(rel))
     ey = hy + rhx * abs(math.sin(rel)) + rhy * abs(math.cos(rel))
-    box_gap = _rect_gap(np.abs(u) - ex, np.abs(v) - ey).min(axis=1)
+    return _rect_gap(np.abs(u) - ex, np.abs(v) - ey).min(axis=1), (u, v)
 
-    wx = rhx * abs(c) + rhy * abs(s)
-    wy = rhx * abs(s) + rhy * abs(c)
-    half_w = lay["corridor_half_width"]
-    wall_gap = half_w - wy - np.abs(py).max(axis=1)
+
+def _robot_half_widths(state: dict[str, Any]) -> tuple[float, float]:
+    """Half extents (m) of the robot's footprint along the world's x and y."""
+    _, _, yaw = state["robot_pose"]
+    rhx, rhy = state["robot_half_extents"]
+    c, s = math.cos(yaw), math.sin(yaw)
+    return rhx * abs(c) + rhy * abs(s), rhx * abs(s) + rhy * abs(c)
+
+
+def _wall_and_bottle_gaps(state: dict[str, Any], px: np.ndarray, py: np.ndarray) -> list[np.ndarray]:
+    """Clearance (m) of each path to the corridor walls and to the bottle."""
+    lay = state["layout"]
+    wx, wy = _robot_half_widths(state)
+    wall_gap = lay["corridor_half_width"] - wy - np.abs(py).max(axis=1)
     ox, oy = lay["bottle_xy"]
     bottle_gap = (_rect_gap(np.abs(ox - px) - wx, np.abs(oy - py) - wy) - lay["bottle_radius"]).min(axis=1)
+    return [wall_gap, bottle_gap]
 
+
+def _end_margins(state: dict[str, Any], waypoints: np.ndarray) -> list[np.ndarray]:
+    """At each plan's end (m): room inside the goal radius, beyond the minimum distance, in front of
+    the bottle, and inside the camera's horizontal and vertical field of view."""
+    lay, succ, cam = state["layout"], state["success"], state["camera"]
+    _, _, yaw = state["robot_pose"]
+    c, s = math.cos(yaw), math.sin(yaw)
+    cb, sb = math.cos(lay["box_yaw"]), math.sin(lay["box_yaw"])
+    ox, oy = lay["bottle_xy"]
     xe, ye = waypoints[:, -1, 0], waypoints[:, -1, 1]
-    succ, cam = state["success"], state["camera"]
     dist = np.hypot(ox - xe, oy - ye)
     goal = succ["goal_radius_m"] - dist
     near = dist - succ["min_goal_distance_m"]
@@ -340,18 +385,7 @@ def evaluate_plans(state: dict[str, Any], plans: np.ndarray) -> tuple[np.ndarray
     vertical = -(rx * c + ry * s) * math.sin(pitch) + rz * math.cos(pitch)
     view_h = depth * math.tan(math.radians(cam["hfov_deg"]) / 2 - margin) - np.abs(lateral)
     view_v = depth * math.tan(math.radians(cam["vfov_deg"]) / 2 - margin) - np.abs(vertical)
-
-    margins = np.minimum.reduce([box_gap, wall_gap, bottle_gap, goal, near, front, view_h, view_v])
-    sign = 1.0 if lay["side"] == "left" else -1.0
-    passed = state["side_passed"]
-    if passed == "none":
-        crossed = u >= 0.0
-        first = np.argmax(crossed, axis=1)
-        at_cross = v[np.arange(len(plans)), first]
-        side_ok = crossed.any(axis=1) & (sign * at_cross > 0)
-    else:
-        side_ok = np.full(len(plans), passed == lay["side"])
-    return np.where(side_ok, margins, np.minimum(margins, -1.0)), waypoints
+    return [goal, near, front, view_h, view_v]
 
 
 def _rect_gap(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:

@@ -300,6 +300,25 @@ class VLAConfig:
     """What parsing the RoboVLMs JSON noticed (where a value came from, keys without effect)."""
 
     def __post_init__(self) -> None:
+        self._check_backbone_and_sizes()
+        self._check_head()
+        self._check_lora()
+        _require(
+            self.norm_min < self.norm_max,
+            f"norm_min must be < norm_max, got {self.norm_min!r} >= {self.norm_max!r}",
+        )
+        if self.inference_mode is not None:
+            _choice("inference_mode", self.inference_mode, ("regression", "classification"))
+        _require(
+            self.recipe is None or isinstance(self.recipe, TrainingRecipe),
+            f"recipe must be a TrainingRecipe or None, got {type(self.recipe).__name__}",
+        )
+        _require(
+            isinstance(self.training, TrainingConfig),
+            f"training must be a TrainingConfig, got {type(self.training).__name__}",
+        )
+
+    def _check_backbone_and_sizes(self) -> None:
         _require(
             isinstance(self.backbone, str) and self.backbone.strip() != "",
             f"backbone must be a preset name {list(BACKBONE_PRESETS)} or a local folder, got {self.backbone!r}",
@@ -320,6 +339,8 @@ class VLAConfig:
             len(self.image_std) == 3 and all(s > 0 for s in self.image_std),
             f"image_std must be 3 positive values, got {self.image_std!r}",
         )
+
+    def _check_head(self) -> None:
         _choice("head_type", self.head_type, HEAD_TYPES)
         _require(
             "{instruction}" in self.prompt_template,
@@ -330,20 +351,7 @@ class VLAConfig:
             f"action_dim must be 2 ([linear_x, linear_y] of the omni-wheel base), got {self.action_dim!r}",
         )
         if self.is_classification:
-            _require(
-                self.num_classes in CLASS_MAPS or self.class_map is not None,
-                f"num_classes {self.num_classes} has no known class map (6 or 9); give class_map",
-            )
-            if self.class_map is not None:
-                _require(
-                    sorted(self.class_map) == list(range(self.num_classes)),
-                    f"class_map must give classes 0..{self.num_classes - 1}, got {sorted(self.class_map)}",
-                )
-            if self.class_weights is not None:
-                _require(
-                    len(self.class_weights) == self.num_classes,
-                    f"class_weights must have {self.num_classes} values, got {len(self.class_weights)}",
-                )
+            self._check_classes()
         _choice("down_sample", self.down_sample, DOWN_SAMPLES)
         _require(self.latent == 1, f"latent must be 1 (one action token per frame), got {self.latent!r}")
         _require(
@@ -351,6 +359,24 @@ class VLAConfig:
             f"history_type must be 'post' (each frame through the backbone alone); {self.history_type!r} is not supported",
         )
         _require(0.0 <= self.lstm_dropout < 1.0, f"lstm_dropout must be in [0, 1), got {self.lstm_dropout!r}")
+
+    def _check_classes(self) -> None:
+        _require(
+            self.num_classes in CLASS_MAPS or self.class_map is not None,
+            f"num_classes {self.num_classes} has no known class map (6 or 9); give class_map",
+        )
+        if self.class_map is not None:
+            _require(
+                sorted(self.class_map) == list(range(self.num_classes)),
+                f"class_map must give classes 0..{self.num_classes - 1}, got {sorted(self.class_map)}",
+            )
+        if self.class_weights is not None:
+            _require(
+                len(self.class_weights) == self.num_classes,
+                f"class_weights must have {self.num_classes} values, got {len(self.class_weights)}",
+            )
+
+    def _check_lora(self) -> None:
         _require(0.0 <= self.lora_dropout < 1.0, f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
         _require(self.lora_alpha > 0, f"lora_alpha must be > 0, got {self.lora_alpha!r}")
         _positive_int("lora_r", self.lora_r)
@@ -361,20 +387,6 @@ class VLAConfig:
                 and all(isinstance(m, str) for m in self.lora_target_modules),
                 f"lora_target_modules must be a non-empty list of module names, got {self.lora_target_modules!r}",
             )
-        _require(
-            self.norm_min < self.norm_max,
-            f"norm_min must be < norm_max, got {self.norm_min!r} >= {self.norm_max!r}",
-        )
-        if self.inference_mode is not None:
-            _choice("inference_mode", self.inference_mode, ("regression", "classification"))
-        _require(
-            self.recipe is None or isinstance(self.recipe, TrainingRecipe),
-            f"recipe must be a TrainingRecipe or None, got {type(self.recipe).__name__}",
-        )
-        _require(
-            isinstance(self.training, TrainingConfig),
-            f"training must be a TrainingConfig, got {type(self.training).__name__}",
-        )
 
     # ------------------------------------------------------------------ derived
     @property

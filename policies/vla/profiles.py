@@ -381,62 +381,11 @@ def resolve(
     if unknown:
         raise TypeError(f"unknown policy settings {unknown}; valid: {sorted(names - {'profile'})}")
     decision = decide_era(config, checkpoint, overrides.get("era"))
-    if decision.era is not None and (config.recipe is None or decision.source == "explicit"):
-        recipe = next(e for e in ERAS if e.name == decision.era).recipe()  # an explicit era= wins
-    else:
-        recipe = config.recipe
     warnings = list(decision.warnings)
-    decode = "classification" if config.is_classification else "regression"
-
     if profile == AS_TRAINED:
-        base = InferenceSettings(
-            profile=profile,
-            transport="none",
-            resize=recipe.resize,
-            normalization=recipe.normalization,
-            channel_order=recipe.channel_order,
-            instruction=recipe.instruction,
-            constant_instruction=recipe.constant_instruction,
-            prompt_template=config.prompt_template,
-            text_padding="none",
-            token_layout=recipe.token_layout,
-            decode=decode,
-            first_action_zero=False,
-            episode_start=True,
-            action_clip=KEY_ACTION_VALUE,
-            drive_rule="none",
-            era=decision.era,
-        )
+        base = _as_trained(config, _recipe_of(config, decision), decision)
     else:
-        if config.head_type == "LSTMDecoder" and "decode" not in overrides:
-            raise ProfileError(
-                "as_deployed cannot run an LSTMDecoder checkpoint: the team's server decodes only the head's "
-                "first output (the tanh 'actions', one value per step), fails on the missing linear_y and "
-                "answers [0, 0] for every frame; evaluate it as_trained"
-            )
-        server_decode = config.inference_mode or "regression"
-        if server_decode != decode:
-            warnings.append(
-                f"the server decodes by the config's inference_mode ({server_decode!r}) while the head is "
-                f"{config.head_type}: its outputs are read as {server_decode} (override decode= to change)"
-            )
-        base = InferenceSettings(
-            profile=profile,
-            transport="jpeg",
-            resize="bicubic",
-            normalization="clip",
-            channel_order="rgb",
-            instruction="verbatim",
-            constant_instruction=recipe.constant_instruction,
-            prompt_template=config.prompt_template,
-            text_padding="max_length",
-            token_layout="fork",
-            decode=server_decode,
-            first_action_zero=True,
-            action_clip=SERVER_ACTION_CLIP,
-            drive_rule="ros2_client",
-            era=decision.era,
-        )
+        base = _as_deployed(config, _recipe_of(config, decision), decision, overrides, warnings)
     if config.abs_action and overrides.get("abs_action_side") is None:
         raise ProfileError(
             "this checkpoint was trained with abs_action (on |linear_y|): it cannot tell which side to strafe. "
@@ -444,6 +393,87 @@ def resolve(
         )
     setting_overrides = {k: v for k, v in overrides.items() if k not in _NON_SETTING_OVERRIDES}
     settings = dataclasses.replace(base, **setting_overrides)
+    _check_against_head(config, settings, warnings)
+    for w in warnings:
+        logger.warning(w)
+    return Resolution(settings=settings, era=decision, overrides=overrides, warnings=tuple(warnings))
+
+
+def _recipe_of(config: VLAConfig, decision: EraDecision) -> TrainingRecipe:
+    """The training recipe to reproduce: an explicit era wins, else the run's own, else its era's."""
+    if decision.era is not None and (config.recipe is None or decision.source == "explicit"):
+        return next(e for e in ERAS if e.name == decision.era).recipe()
+    assert config.recipe is not None  # decide_era names an era whenever the run recorded no recipe
+    return config.recipe
+
+
+def _head_decode(config: VLAConfig) -> str:
+    return "classification" if config.is_classification else "regression"
+
+
+def _as_trained(config: VLAConfig, recipe: TrainingRecipe, decision: EraDecision) -> InferenceSettings:
+    """What the model saw in training (module docstring, ``as_trained``)."""
+    return InferenceSettings(
+        profile=AS_TRAINED,
+        transport="none",
+        resize=recipe.resize,
+        normalization=recipe.normalization,
+        channel_order=recipe.channel_order,
+        instruction=recipe.instruction,
+        constant_instruction=recipe.constant_instruction,
+        prompt_template=config.prompt_template,
+        text_padding="none",
+        token_layout=recipe.token_layout,
+        decode=_head_decode(config),
+        first_action_zero=False,
+        episode_start=True,
+        action_clip=KEY_ACTION_VALUE,
+        drive_rule="none",
+        era=decision.era,
+    )
+
+
+def _as_deployed(
+    config: VLAConfig,
+    recipe: TrainingRecipe,
+    decision: EraDecision,
+    overrides: dict[str, Any],
+    warnings: list[str],
+) -> InferenceSettings:
+    """What the team's server and robot client do (module docstring, ``as_deployed``)."""
+    if config.head_type == "LSTMDecoder" and "decode" not in overrides:
+        raise ProfileError(
+            "as_deployed cannot run an LSTMDecoder checkpoint: the team's server decodes only the head's "
+            "first output (the tanh 'actions', one value per step), fails on the missing linear_y and "
+            "answers [0, 0] for every frame; evaluate it as_trained"
+        )
+    server_decode = config.inference_mode or "regression"
+    if server_decode != _head_decode(config):
+        warnings.append(
+            f"the server decodes by the config's inference_mode ({server_decode!r}) while the head is "
+            f"{config.head_type}: its outputs are read as {server_decode} (override decode= to change)"
+        )
+    return InferenceSettings(
+        profile=AS_DEPLOYED,
+        transport="jpeg",
+        resize="bicubic",
+        normalization="clip",
+        channel_order="rgb",
+        instruction="verbatim",
+        constant_instruction=recipe.constant_instruction,
+        prompt_template=config.prompt_template,
+        text_padding="max_length",
+        token_layout="fork",
+        decode=server_decode,
+        first_action_zero=True,
+        action_clip=SERVER_ACTION_CLIP,
+        drive_rule="ros2_client",
+        era=decision.era,
+    )
+
+
+def _check_against_head(config: VLAConfig, settings: InferenceSettings, warnings: list[str]) -> None:
+    """Settings the checkpoint's head cannot honour: a chunk too short, a decode of the other kind."""
     if settings.execute_steps > config.fwd_pred_next_n:
         raise ProfileError(
             f"execute_steps {settings.execute_steps} exceeds the chunk the head predicts ({config.fwd_pred_next_n})"
@@ -454,9 +484,6 @@ def resolve(
         )
     if not config.is_classification and settings.decode == "classification":
         raise ProfileError(f"decode='classification' needs a classification head, not {config.head_type}")
-    for w in warnings:
-        logger.warning(w)
-    return Resolution(settings=settings, era=decision, overrides=overrides, warnings=tuple(warnings))
 
 
 __all__ = [
