@@ -18,6 +18,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from train.episodes import (
     EVENT_EPISODE_START,
     EVENT_TYPES,
     KINDS,
+    Episode,
     EpisodeFormatError,
     EpisodeNameError,
     find_episodes,
@@ -111,77 +113,97 @@ def summarize_episodes(
     Raises:
         FileNotFoundError: if a given folder or file does not exist.
     """
-    files = _expand(paths, pattern)
-    scenarios: Counter[str] = Counter()
-    grid: dict[str, dict[str, dict[str, int]]] = {
-        side: {lighting: dict.fromkeys(OBSTACLE_DISTANCES, 0) for lighting in LIGHTINGS} for side in SIDES
-    }
-    kinds: Counter[str] = Counter({kind: 0 for kind in KINDS})
-    events: Counter[str] = Counter({event: 0 for event in EVENT_TYPES})
-    keys: Counter[str] = Counter({_label(c): 0 for c in [*KEY_CHARS.values(), NO_KEY_CHAR]})
-    sequences: Counter[str] = Counter()
-    instructions: Counter[str] = Counter()
-    frame_sizes: Counter[str] = Counter()
-    lengths: list[int] = []
-    linear_x: list[np.ndarray] = []
-    linear_y: list[np.ndarray] = []
-    failed: list[dict[str, str]] = []
-
-    for path in tqdm(files, desc="episodes", unit="ep", disable=not progress):
+    tally = _Tally()
+    for path in tqdm(_expand(paths, pattern), desc="episodes", unit="ep", disable=not progress):
         try:
             episode = read_episode(path, load_images=False)
         except (EpisodeFormatError, FileNotFoundError) as exc:
             logger.warning("skipping %s", exc)
-            failed.append({"path": str(path), "error": str(exc)})
+            tally.failed.append({"path": str(path), "error": str(exc)})
             continue
+        tally.add_name(path)
+        tally.add_episode(episode)
+    return tally.to_dict()
+
+
+@dataclass
+class _Tally:
+    """The counts :func:`summarize_episodes` gathers, one episode at a time."""
+
+    scenarios: Counter[str] = field(default_factory=Counter)
+    grid: dict[str, dict[str, dict[str, int]]] = field(
+        default_factory=lambda: {
+            side: {lighting: dict.fromkeys(OBSTACLE_DISTANCES, 0) for lighting in LIGHTINGS} for side in SIDES
+        }
+    )
+    kinds: Counter[str] = field(default_factory=lambda: Counter(dict.fromkeys(KINDS, 0)))
+    events: Counter[str] = field(default_factory=lambda: Counter(dict.fromkeys(EVENT_TYPES, 0)))
+    keys: Counter[str] = field(
+        default_factory=lambda: Counter({_label(c): 0 for c in [*KEY_CHARS.values(), NO_KEY_CHAR]})
+    )
+    sequences: Counter[str] = field(default_factory=Counter)
+    instructions: Counter[str] = field(default_factory=Counter)
+    frame_sizes: Counter[str] = field(default_factory=Counter)
+    lengths: list[int] = field(default_factory=list)
+    linear_x: list[np.ndarray] = field(default_factory=list)
+    linear_y: list[np.ndarray] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+
+    def add_name(self, path: Path) -> None:
+        """Count the scenario, grid cell and kind its file name gives (``unknown`` when it gives none)."""
         try:
             name = parse_episode_name(path)
-            scenarios[name.scenario] += 1
-            grid[name.side][name.lighting][name.distance] += 1
-            kinds[name.kind] += 1
         except EpisodeNameError:
-            scenarios["unknown"] += 1
-            kinds["unknown"] += 1
-        lengths.append(episode.num_frames)
-        events.update(episode.event_types)
-        instructions[episode.instruction] += 1
+            self.scenarios["unknown"] += 1
+            self.kinds["unknown"] += 1
+            return
+        self.scenarios[name.scenario] += 1
+        self.grid[name.side][name.lighting][name.distance] += 1
+        self.kinds[name.kind] += 1
+
+    def add_episode(self, episode: Episode) -> None:
+        """Count its frames, events, instruction, frame size, key presses and action values."""
+        self.lengths.append(episode.num_frames)
+        self.events.update(episode.event_types)
+        self.instructions[episode.instruction] += 1
         assert episode.image_shape is not None
-        frame_sizes[f"{episode.image_shape[1]}x{episode.image_shape[2]}"] += 1
+        self.frame_sizes[f"{episode.image_shape[1]}x{episode.image_shape[2]}"] += 1
         pressed = [
             key_char_of_action(a)
             for a, e in zip(episode.actions, episode.event_types, strict=True)
             if e != EVENT_EPISODE_START
         ]
-        keys.update(_label(c) for c in pressed)
-        sequences["".join(pressed)] += 1
-        linear_x.append(episode.actions[:, 0])
-        linear_y.append(episode.actions[:, 1])
+        self.keys.update(_label(c) for c in pressed)
+        self.sequences["".join(pressed)] += 1
+        self.linear_x.append(episode.actions[:, 0])
+        self.linear_y.append(episode.actions[:, 1])
 
-    lengths_arr = np.asarray(lengths, dtype=np.float64)
-    n = len(lengths)
-    return {
-        "num_episodes": n,
-        "num_failed": len(failed),
-        "failed": failed,
-        "scenarios": dict(sorted(scenarios.items())),
-        "grid": grid,
-        "kinds": dict(kinds),
-        "frames": {
-            "total": int(lengths_arr.sum()),
-            "mean": float(lengths_arr.mean()) if n else 0.0,
-            "std": float(lengths_arr.std()) if n else 0.0,
-            "min": int(lengths_arr.min()) if n else 0,
-            "max": int(lengths_arr.max()) if n else 0,
-            "counts": {str(k): v for k, v in sorted(Counter(lengths).items())},
-        },
-        "events": dict(events),
-        "keys": dict(keys),
-        "key_sequences": [{"keys": s, "count": c} for s, c in sequences.most_common(TOP_SEQUENCES)],
-        "linear_x": _value_stats(np.concatenate(linear_x) if linear_x else np.zeros(0)),
-        "linear_y": _value_stats(np.concatenate(linear_y) if linear_y else np.zeros(0)),
-        "instructions": dict(instructions.most_common()),
-        "frame_sizes": dict(frame_sizes.most_common()),
-    }
+    def to_dict(self) -> dict[str, Any]:
+        lengths = np.asarray(self.lengths, dtype=np.float64)
+        n = len(self.lengths)
+        return {
+            "num_episodes": n,
+            "num_failed": len(self.failed),
+            "failed": self.failed,
+            "scenarios": dict(sorted(self.scenarios.items())),
+            "grid": self.grid,
+            "kinds": dict(self.kinds),
+            "frames": {
+                "total": int(lengths.sum()),
+                "mean": float(lengths.mean()) if n else 0.0,
+                "std": float(lengths.std()) if n else 0.0,
+                "min": int(lengths.min()) if n else 0,
+                "max": int(lengths.max()) if n else 0,
+                "counts": {str(k): v for k, v in sorted(Counter(self.lengths).items())},
+            },
+            "events": dict(self.events),
+            "keys": dict(self.keys),
+            "key_sequences": [{"keys": s, "count": c} for s, c in self.sequences.most_common(TOP_SEQUENCES)],
+            "linear_x": _value_stats(np.concatenate(self.linear_x) if self.linear_x else np.zeros(0)),
+            "linear_y": _value_stats(np.concatenate(self.linear_y) if self.linear_y else np.zeros(0)),
+            "instructions": dict(self.instructions.most_common()),
+            "frame_sizes": dict(self.frame_sizes.most_common()),
+        }
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
