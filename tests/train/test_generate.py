@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -284,3 +286,27 @@ def test_cli_writes_episodes_and_prints_summary(tmp_path: Path, capsys: pytest.C
     assert "expert success 2/2" in stdout.splitlines()[-1]
     assert len(list(out.glob("episode_*.h5"))) == 2
     assert json.loads((out / CONFIG_FILE).read_text())["seed"] == 3
+
+
+def test_python_dash_m_runs_the_package(tmp_path: Path) -> None:
+    """``python -m train.generate`` (the package's ``__main__``) parses the same options."""
+    repo = Path(__file__).resolve().parents[2]
+    shown = subprocess.run(
+        [sys.executable, "-m", "train.generate", "--help"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert shown.returncode == 0
+    for option in ("--episodes", "--out", "--mix", "--distances", "--image-size", "--noise", "--workers"):
+        assert option in shown.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "train.generate", "--episodes", "0", "--out", str(tmp_path / "o")],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().startswith("error: episodes=0") and "\n" not in bad.stderr.strip()
