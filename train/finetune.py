@@ -106,42 +106,44 @@ def load_config(path: Path) -> dict[str, Any]:
         raise UsageError(f"--config {path}: not valid JSON ({exc})") from None
 
 
+OPTION_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("max_epochs", ("trainer", "max_epochs")),
+    ("lr", ("learning_rate",)),
+    ("batch_size", ("batch_size",)),
+    ("accumulate", ("trainer", "accumulate_grad_batches")),
+    ("precision", ("trainer", "precision")),
+    ("precision", ("train_setup", "precision")),
+    ("seed", ("seed",)),
+    ("exp_name", ("exp_name",)),
+    ("split", ("train_dataset", "split")),
+    ("windows", ("train_dataset", "windows")),
+    ("mirror", ("train_dataset", "mirror")),
+)
+"""Command-line option -> the RoboVLMs key (a path of sections) it overrides when given."""
+
+
 def apply_overrides(configs: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """The config with the command line's overrides written into the RoboVLMs keys."""
     cfg = copy.deepcopy(configs)
-    trainer = cfg.setdefault("trainer", {})
-    extra = cfg.setdefault("mvla_sim", {})
-    train_ds = cfg.setdefault("train_dataset", {})
-    val_ds = cfg.setdefault("val_dataset", {})
-    if args.max_epochs is not None:
-        trainer["max_epochs"] = args.max_epochs
-    if args.lr is not None:
-        cfg["learning_rate"] = args.lr
-    if args.batch_size is not None:
-        cfg["batch_size"] = args.batch_size
-    if args.accumulate is not None:
-        trainer["accumulate_grad_batches"] = args.accumulate
-    if args.precision is not None:
-        trainer["precision"] = args.precision
-        cfg.setdefault("train_setup", {})["precision"] = args.precision
-    if args.seed is not None:
-        cfg["seed"] = args.seed
-    if args.exp_name is not None:
-        cfg["exp_name"] = args.exp_name
+    for section in ("trainer", "mvla_sim", "train_dataset", "val_dataset"):
+        cfg.setdefault(section, {})
+    for option, path in OPTION_KEYS:
+        value = getattr(args, option)
+        if value is not None:
+            target = cfg
+            for key in path[:-1]:
+                target = target.setdefault(key, {})
+            target[path[-1]] = value
     if args.backbone is not None:
-        extra["backbone"] = args.backbone
-        extra.pop("backbone_config", None)
+        cfg["mvla_sim"]["backbone"] = args.backbone
+        cfg["mvla_sim"].pop("backbone_config", None)
         for section in ("vlm", "tokenizer"):
             cfg.setdefault(section, {})["pretrained_model_name_or_path"] = args.backbone
         cfg["model_path"] = args.backbone
-    for key in ("split", "windows", "mirror"):
-        value = getattr(args, key)
-        if value is not None:
-            train_ds[key] = value
     if args.data:
         dirs = [str(d) for d in args.data]
-        train_ds["data_dir"] = dirs
-        val_ds["data_dir"] = dirs
+        cfg["train_dataset"]["data_dir"] = dirs
+        cfg["val_dataset"]["data_dir"] = dirs
     return cfg
 
 
