@@ -25,32 +25,17 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-import mvla_sim
 from eval.results.video import EpisodeVideo, caption
 from mvla_sim.facts import LIGHTINGS, REAL_KEY_SEQUENCES, SIDES, RealKeySequence, key_sequence_actions
+from mvla_sim.make import SceneDescription, make_env
+from mvla_sim.task import outcome_from_info
 
 SCENES: tuple[tuple[str, str], ...] = tuple((side, lighting) for side in SIDES for lighting in LIGHTINGS)
 RATE_IMAGE_SIZE = (64, 36)
 """Frame size of the randomized runs (the outcome does not depend on it; 16:9 like the camera)."""
-
-
-def outcome_of(info: dict) -> str:
-    """A one-word outcome of a finished episode's info."""
-    if info["is_success"]:
-        return "success"
-    if info["collided"]:
-        return "collision"
-    if info["side_passed"] == "none":
-        return "not-past-box"
-    if info["side_passed"] != info["instructed_side"]:
-        return "wrong-side"
-    if not info["bottle_in_view"]:
-        return "out-of-view"
-    return "outside-goal"
 
 
 def run_sequence(
@@ -68,12 +53,12 @@ def run_sequence(
     ``randomization=None`` replays from the nominal layout; otherwise the named setting with ``seed``.
     With ``video`` an mp4 is written there (renamed to end with ``__<outcome>.mp4``).
     """
-    options: dict = {"randomize": randomization is not None, "render_mode": "rgb_array" if video else None}
-    if randomization is not None:
-        options["randomization"] = randomization
-    if image_size is not None:
-        options["image_size"] = image_size
-    env = gym.make(mvla_sim.env_id(scene, lighting), **options)
+    scene = SceneDescription(side=scene, lighting=lighting, randomization=randomization or "none")
+    env = make_env(
+        scene,
+        render_mode="rgb_array" if video else None,
+        **({"image_size": image_size} if image_size else {}),
+    )
     writer = EpisodeVideo(video) if video is not None else None
     try:
         obs, info = env.reset(seed=seed)
@@ -90,7 +75,7 @@ def run_sequence(
             writer.close()
         env.close()
     info = dict(info)
-    info["outcome"] = outcome_of(info)
+    info["outcome"] = outcome_from_info(info)
     if writer is not None:
         final = writer.path.with_name(f"{writer.path.stem}__{info['outcome']}.mp4")
         writer.path.replace(final)
@@ -136,7 +121,7 @@ def calibrate(
     holds = all(
         (outcome == "success") == (cell.split("-")[0] == sequence.side) for cell, outcome in outcomes.items()
     ) and all(
-        outcome == "wrong-side" for cell, outcome in outcomes.items() if cell.split("-")[0] != sequence.side
+        outcome == "wrong_side" for cell, outcome in outcomes.items() if cell.split("-")[0] != sequence.side
     )
     row = CalibrationRow(
         side=sequence.side,

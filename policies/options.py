@@ -13,7 +13,7 @@ from typing import Any
 
 
 def parse_key_values(items: Iterable[str], flag: str = "--policy-option") -> dict[str, Any]:
-    """``["device=cuda", "dead_zone=0.1"]`` -> ``{"device": "cuda", "dead_zone": 0.1}``.
+    """``["device=cuda", "gain=1.5"]`` -> ``{"device": "cuda", "gain": 1.5}``.
 
     Values are JSON when they parse as JSON (numbers, true/false, null), else strings; keys are
     stripped of spaces; a later item overrides an earlier one with the same key.

@@ -59,14 +59,11 @@ TRANSPORTS: tuple[str, ...] = ("none", "jpeg")
 RESIZES: tuple[str, ...] = ("bilinear", "bicubic")
 TEXT_PADDINGS: tuple[str, ...] = ("none", "max_length")
 DECODES: tuple[str, ...] = ("regression", "classification")
-DRIVE_RULES: tuple[str, ...] = ("none", "ros2_client")
 ABS_ACTION_SIDES: tuple[str, ...] = ("instruction",)
 DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 
 SERVER_ACTION_CLIP = 1.5
 """The team's server clips each action component to +-1.5."""
-CLIENT_DEAD_ZONE = 0.1
-"""The robot client drives only when some component exceeds 0.1 in magnitude."""
 
 
 class ProfileError(ValueError):
@@ -254,11 +251,6 @@ class InferenceSettings:
     action_clip: float = KEY_ACTION_VALUE
     gain: float = 1.0
     """Multiplier on the decoded action before the clip (a knob, not part of either pipeline)."""
-    dead_zone: float = 0.0
-    """Per-axis values under this (data units, after the gain) become 0 (a knob; 0 = off)."""
-    drive_rule: str = "none"
-    """``"ros2_client"``: stop unless |linear_x| or |linear_y| > 0.1, else drive toward the
-    direction rounded toward zero to whole degrees (the client's ``int(degrees(atan2))``)."""
     abs_action_side: str | None = None
     """For ``abs_action`` checkpoints: ``"instruction"`` restores linear_y's sign from the
     instruction's side (left +, right -)."""
@@ -288,7 +280,6 @@ class InferenceSettings:
             "text_padding": TEXT_PADDINGS,
             "token_layout": TOKEN_LAYOUTS,
             "decode": DECODES,
-            "drive_rule": DRIVE_RULES,
             "dtype": DTYPES,
         }
         for name, allowed in choices.items():
@@ -310,10 +301,6 @@ class InferenceSettings:
             raise ProfileError(f"action_clip must be a positive number, got {self.action_clip!r}")
         if not (isinstance(self.gain, (int, float)) and math.isfinite(self.gain) and self.gain > 0):
             raise ProfileError(f"gain must be a positive number, got {self.gain!r}")
-        if not (isinstance(self.dead_zone, (int, float)) and 0.0 <= self.dead_zone < self.action_clip):
-            raise ProfileError(
-                f"dead_zone must be in [0, action_clip={self.action_clip}), got {self.dead_zone!r}"
-            )
         if not (isinstance(self.execute_steps, int) and self.execute_steps >= 1):
             raise ProfileError(f"execute_steps must be an integer >= 1, got {self.execute_steps!r}")
         if self.temporal_ensemble and self.execute_steps != 1:
@@ -428,7 +415,6 @@ def _as_trained(config: VLAConfig, recipe: TrainingRecipe, decision: EraDecision
         first_action_zero=False,
         episode_start=True,
         action_clip=KEY_ACTION_VALUE,
-        drive_rule="none",
         era=decision.era,
     )
 
@@ -467,7 +453,6 @@ def _as_deployed(
         decode=server_decode,
         first_action_zero=True,
         action_clip=SERVER_ACTION_CLIP,
-        drive_rule="ros2_client",
         era=decision.era,
     )
 
@@ -487,7 +472,6 @@ def _check_against_head(config: VLAConfig, settings: InferenceSettings, warnings
 
 
 __all__ = [
-    "CLIENT_DEAD_ZONE",
     "DEFAULT_PROFILE",
     "ERAS",
     "ERA_NAMES",

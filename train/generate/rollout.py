@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
-import mvla_sim
 from mvla_sim.facts import EPISODE_ACTIONS, key_char_of_action
+from mvla_sim.make import SceneDescription, make_env
 from policies.scripted.baselines import make_baseline
 from train.generate.config import GenerateConfig
 from train.generate.plan import EpisodePlan
@@ -27,8 +26,8 @@ def scene_env(side: str, lighting: str, distance: str, image_size: tuple[int, in
     """This process's env of a scene (created on first use, randomized on every reset)."""
     key = (side, lighting, distance, image_size)
     if key not in _ENVS:
-        _ENVS[key] = gym.make(
-            mvla_sim.env_id(side, lighting), obstacle_distance=distance, randomize=True, image_size=image_size
+        _ENVS[key] = make_env(
+            SceneDescription(side=side, lighting=lighting, obstacle_distance=distance, image_size=image_size)
         )
     return _ENVS[key]
 
