@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 
 from mvla_sim.facts import EPISODE_ACTIONS, key_char_of_action
-from mvla_sim.make import SceneDescription, make_env
 from policies.scripted.baselines import make_baseline
 from train.generate.config import GenerateConfig
 from train.generate.plan import EpisodePlan
@@ -24,6 +23,8 @@ _ENVS: dict[tuple[str, str, str, tuple[int, int]], Any] = {}
 
 def scene_env(side: str, lighting: str, distance: str, image_size: tuple[int, int]) -> Any:
     """This process's env of a scene (created on first use, randomized on every reset)."""
+    from mvla_sim.make import SceneDescription, make_env  # pybullet loads when simulating, not for --help
+
     key = (side, lighting, distance, image_size)
     if key not in _ENVS:
         _ENVS[key] = make_env(
