@@ -65,8 +65,16 @@ File names and attributes
     lives only in the attributes). Root attributes are the real nine (``time_period`` is
     ``"evening"`` or ``"day"`` from the lighting, ``collection_*`` from the synthetic timestamp)
     plus ``source="mvla_sim"`` and ``sim_*`` attributes: seeds, scene, success, collision,
-    side passed, keys pressed and intended, the layout as JSON. ``read_episode`` returns them in
-    ``Episode.attrs``.
+    side passed, keys pressed and intended, the scene layout as JSON. ``read_episode`` returns them in
+    ``Episode.attrs``. Every file also records its colour order (``channel_order``: the env's
+    frames are ``rgb``), which ``read_episode`` returns as ``Episode.channel_order``.
+
+File layout
+    ``layout`` (``--layout``) picks which of the team's layouts is written (``train.episodes``):
+    ``collector`` (default: the November 2025 collector's, read by the fork's
+    ``MobileVLAH5Dataset``), ``v3`` (instruction in the ``task`` attribute) or ``v5``
+    (``observations/images``, no event types: their current data). The content is the same;
+    ``read_episode`` reads all three back into the same ``Episode``.
 
 Outputs beside the episodes: ``generate_config.json`` (the resolved config) and
 ``generate_report.json`` (one record per episode index and the totals), both written atomically.

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mvla_sim.facts import OBSTACLE_DISTANCES
-from train.episodes import EpisodeFormatError
+from train.episodes import EPISODE_LAYOUTS, EpisodeFormatError
 from train.generate.config import EXPERT_MODES, GenerateConfig, GenerateConfigError
 from train.generate.key_report import format_key_sequence_distribution
 from train.generate.run import CONFIG_FILE, REPORT_FILE, run_generation
@@ -107,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="end evening episodes' file names with '_evening' as the real files do (default); "
         "--no-evening-suffix names them like day episodes (lighting kept in the attributes)",
     )
+    parser.add_argument(
+        "--layout",
+        choices=EPISODE_LAYOUTS,
+        default=defaults.layout,
+        help="the team's episode file layout to write: collector (default, November 2025: what the fork's "
+        "MobileVLAH5Dataset reads), v3 (instruction in attrs['task']) or v5 (observations/images, "
+        "their current data)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no statistics table")
     return parser
 
@@ -129,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             keep_failures=args.keep_failures,
             workers=args.workers,
             evening_suffix=args.evening_suffix,
+            layout=args.layout,
         )
         result = run_generation(config, progress=not args.quiet)
     except (GenerateConfigError, EpisodeFormatError) as exc:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mvla_sim.facts import CAMERA_NATIVE_SIZE, OBSTACLE_DISTANCES
+from train.episodes import EPISODE_LAYOUTS, LAYOUT_COLLECTOR
 
 SCENARIOS: tuple[str, ...] = ("left", "left_evening", "right", "right_evening")
 """Mix keys: side, with ``_evening`` for the evening lighting (as the file-name suffix)."""
@@ -154,6 +155,9 @@ class GenerateConfig:
             the goal zone); by default they are dropped and counted.
         workers: processes simulating in parallel; the files do not depend on it.
         evening_suffix: add the real ``_evening`` suffix to evening episodes' file names.
+        layout: the team's file layout to write (``train.episodes.EPISODE_LAYOUTS``):
+            ``"collector"`` (November 2025, what the fork's ``MobileVLAH5Dataset`` reads), ``"v3"``
+            (instruction in the ``task`` attribute) or ``"v5"`` (``observations/images``).
     """
 
     episodes: int
@@ -167,6 +171,7 @@ class GenerateConfig:
     keep_failures: bool = False
     workers: int = 1
     evening_suffix: bool = True
+    layout: str = LAYOUT_COLLECTOR
 
     def __post_init__(self) -> None:
         self.episodes = _whole_number("episodes", self.episodes)
@@ -189,6 +194,10 @@ class GenerateConfig:
         if self.mode not in EXPERT_MODES:
             raise GenerateConfigError(f"mode={self.mode!r} is not valid; choose 'keys' or 'continuous'")
         self.workers = _whole_number("workers", self.workers, 1)
+        if self.layout not in EPISODE_LAYOUTS:
+            raise GenerateConfigError(
+                f"layout={self.layout!r} is not valid; choose among {list(EPISODE_LAYOUTS)}"
+            )
         for name in ("keep_failures", "evening_suffix"):
             if not isinstance(getattr(self, name), bool):
                 raise GenerateConfigError(f"{name}={getattr(self, name)!r} must be True or False")

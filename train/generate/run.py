@@ -15,6 +15,7 @@ from typing import Any
 from tqdm import tqdm
 
 from mvla_sim.files import atomic_write_json
+from train.episodes import LAYOUT_COLLECTOR
 from train.generate.config import GenerateConfig, GenerateConfigError
 from train.generate.key_report import key_sequence_distribution
 from train.generate.plan import EpisodePlan, existing_episode, plan_episodes
@@ -88,6 +89,7 @@ def _check_folder_config(config: GenerateConfig) -> None:
         previous = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise GenerateConfigError(f"{path}: unreadable ({exc}); delete it or choose another --out") from None
+    previous.setdefault("layout", LAYOUT_COLLECTOR)  # folders written before layouts existed
     current = config.to_json()
     differs = {
         k: (previous.get(k), v)

@@ -13,19 +13,19 @@ from typing import Any
 
 import numpy as np
 
-from train.episodes import EpisodeFormatError, make_episode, read_episode, write_episode
+from train.episodes import SIM_SOURCE, EpisodeFormatError, make_episode, read_episode, write_episode
 from train.generate.config import GenerateConfig
 from train.generate.plan import EpisodePlan
 from train.generate.rollout import Rollout
 
-SOURCE = "mvla_sim"
+SOURCE = SIM_SOURCE
 """Value of the ``source`` attribute of every generated episode."""
 
 
 def write_generated_episode(
     config: GenerateConfig, plan: EpisodePlan, rollout: Rollout, record: dict[str, Any]
 ) -> Path:
-    """Write ``rollout`` as ``plan``'s episode file in ``config.out``; returns its path."""
+    """Write ``rollout`` as ``plan``'s episode file in ``config.out`` (in ``config.layout``); returns its path."""
     name = plan.name(rollout.kind, config.evening_suffix)
     episode = make_episode(
         rollout.images,
@@ -35,7 +35,7 @@ def write_generated_episode(
         time_period=plan.lighting,
         extra_attrs=sim_attrs(config, plan, rollout, record),
     )
-    return write_episode(config.out / name.filename, episode)
+    return write_episode(config.out / name.filename, episode, layout=config.layout)
 
 
 def sim_attrs(
