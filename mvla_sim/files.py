@@ -9,7 +9,7 @@ New files get the usual permissions (``0o666`` less the umask).
 * :func:`atomic_write_bytes` / :func:`atomic_write_text` / :func:`atomic_write_json` for content
   in memory;
 * :func:`atomic_path`, a context manager yielding a temporary path, for writers that want a path
-  (``h5py.File(tmp, "x")``, ``torch.save(obj, tmp)``).
+  (h5py's ``File(tmp, "x")``, ``torch.save(obj, tmp)``).
 
 Standard library only: ``mvla_sim``, ``policies``, ``train``, ``eval`` and ``scripts`` all import it.
 """
@@ -56,7 +56,7 @@ def _fsync_folder(folder: Path) -> None:
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on a clean exit it replaces ``path`` atomically.
 
-    The temporary path does not exist yet (``h5py.File(tmp, "x")`` may create it). The body must
+    The temporary path does not exist yet (h5py's ``File(tmp, "x")`` may create it). The body must
     write it; a body that raises, or leaves no file, leaves ``path`` untouched and no temporary
     file behind. The parent folder is created if needed.
 
