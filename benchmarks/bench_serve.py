@@ -37,7 +37,7 @@ from eval.runner.policy_factory import PolicySpec  # noqa: E402
 from eval.runner.workers import make_env  # noqa: E402
 from eval.select import REFERENCE_RUN_DIR, resolve_checkpoints  # noqa: E402
 
-KEY = "bench-serve-key"
+KEY = "bench-serve-key-0123456789"
 
 
 def run(

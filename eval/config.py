@@ -36,7 +36,7 @@ LATENCY_BUDGET_MS = 100.0
 model needed about 120 ms on an RTX A5000."""
 DEFAULT_MAX_SERVER_FAULTS = 3
 """Consecutive episodes ending in a server fault (same URL) that stop a run."""
-HTTP_OPTION_NAMES = ("api_key", "strategy", "timeout_s", "retries", "keep_alive")
+HTTP_OPTION_NAMES = ("api_key", "strategy", "timeout_s", "deadline_s", "retries", "keep_alive")
 """``--policy-option`` keys that go to HTTP server policies (``policies.http.client.OPTION_NAMES``);
 the other keys go to checkpoint policies."""
 SECRET_OPTIONS = ("api_key",)
@@ -383,8 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a policy setting, repeatable. For checkpoints: device=cuda, dtype=bfloat16, era=2025-11-20, "
         "token_layout=upstream, gain=1.5, execute_steps=2 ... (results on a GPU may differ in the last bits between "
-        "runs). For server URLs: api_key=... (default: $VLA_API_KEY; never written to disk), timeout_s=1.0, "
-        "retries=0, strategy=chunk_reuse|receding_horizon (default: none sent, as the robot), "
+        "runs). For server URLs: api_key=... (default: $VLA_API_KEY; never written to disk), timeout_s=1.0 (per read), "
+        "deadline_s=2.0 (per request; default 2 x timeout_s), retries=0, strategy=chunk_reuse|receding_horizon "
+        "(default: none sent, as the robot), "
         "keep_alive=false. Recorded in summary.json",
     )
     g.add_argument(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eval.config import HTTP_OPTION_NAMES, UsageError, redact
-from policies.http.protocol import check_url, is_http_url
+from policies.http.protocol import check_url, is_http_url, server_identity
 from policies.vla.profiles import DEFAULT_PROFILE
 
 KINDS = ("checkpoint", "baseline", "factory", "http")
@@ -60,7 +60,10 @@ class PolicySpec:
 
     @property
     def lane(self) -> str | None:
-        """Episodes of the same lane run one at a time (one server holds one history)."""
+        """Episodes of the same lane run one at a time (one server holds one history).
+
+        One URL per server: :func:`check_one_lane_per_server` refuses two URLs of one server.
+        """
         return self.url
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,6 +126,31 @@ def other_spec(name: str, http_options: dict[str, Any] | None = None) -> PolicyS
     return PolicySpec(kind="baseline", id=name, name=name)
 
 
+def check_one_lane_per_server(specs: list[PolicySpec]) -> None:
+    """Refuse two server URLs that reach the same server (``127.0.0.1`` and ``localhost``, a host name
+    and its address): one server holds one history, so their episodes would run at once and corrupt
+    each other's, and evaluating one server twice under two names measures nothing new. Refused, not
+    serialised, because two ids for one policy would also double it in the tables.
+
+    Raises:
+        UsageError: the first two URLs of one server (one line).
+    """
+    seen: dict[tuple[str, int, str], str] = {}
+    for spec in specs:
+        if spec.kind != "http" or spec.url is None:
+            continue
+        identity = server_identity(spec.url) or frozenset()
+        for address in sorted(identity):
+            other = seen.get(address)
+            if other is not None and other != spec.url:
+                where = "this machine" if address[0] == "local" else address[0]
+                raise UsageError(
+                    f"{other} and {spec.url} are the same server ({where}, port {address[1]}): one server "
+                    "holds one history, so give its URL once"
+                )
+        seen.update(dict.fromkeys(identity, spec.url))
+
+
 def import_target(target: str) -> Callable[..., Any]:
     """``"module:function"`` -> the function; :class:`UsageError` if it cannot be imported."""
     module_name, _, attr = target.partition(":")
@@ -158,6 +186,7 @@ __all__ = [
     "KINDS",
     "PolicySpec",
     "build_policy",
+    "check_one_lane_per_server",
     "checkpoint_specs",
     "import_target",
     "other_spec",
