@@ -24,10 +24,8 @@ from eval.results.records import to_jsonable
 from eval.select import REPO_ROOT
 from mvla_sim.facts import LIGHTINGS, OBSTACLE_DISTANCES, SIDES
 from policies.http.client import OPTION_NAMES as HTTP_OPTION_NAMES
-from policies.vla.profiles import PROFILES
+from policies.vla.profiles import DEFAULT_PROFILE, PROFILES
 
-DEFAULT_PROFILE = PROFILES[0]
-"""The profile evaluated when none is named, and the one whose checkpoint ids carry no suffix."""
 DEFAULT_RUNS = Path("runs")
 DEFAULT_EPISODES = 50
 QUICK_EPISODES = 10
@@ -234,7 +232,6 @@ class RolloutConfig:
 
 
 __all__ = [
-    "DEFAULT_PROFILE",
     "HTTP_OPTION_NAMES",
     "PROFILES",
     "Cell",

@@ -16,7 +16,6 @@ from typing import Any
 from eval.config import (
     DEFAULT_EPISODES,
     DEFAULT_MAX_SERVER_FAULTS,
-    DEFAULT_PROFILE,
     DEFAULT_RUNS,
     DEFAULT_VIDEOS,
     QUICK_EPISODES,
@@ -26,7 +25,8 @@ from eval.config import (
 )
 from eval.select import REFERENCE_RUN_DIR, REPO_ROOT
 from mvla_sim.facts import LIGHTINGS, SIDES
-from policies.vla.profiles import parse_overrides  # torch-free: parsing the command line stays light
+from policies.options import parse_key_values
+from policies.vla.profiles import DEFAULT_PROFILE
 
 _DESCRIPTION = (
     "Turn trained checkpoints into measured closed-loop success rates in the simulator.\n\n"
@@ -280,7 +280,7 @@ def _execution_arguments(g: argparse._ArgumentGroup) -> None:
 def parse_policy_options(items: list[str]) -> dict[str, Any]:
     """``["device=cuda", "gain=1.5"]`` -> ``{"device": "cuda", "gain": 1.5}`` (JSON values)."""
     try:
-        return parse_overrides(items)
+        return parse_key_values(items)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from eval.results import records as rec
 from eval.results.plots import make_plots
+from mvla_sim.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -489,8 +490,8 @@ def build_report(results_dir: Path) -> tuple[Path, Path]:
     title = f"Closed-loop evaluation: {results_dir.resolve().name}"
     markdown, page = render_markdown(title, sections, results_dir), render_html(title, sections)
     md_path, html_path = results_dir / "report.md", results_dir / "report.html"
-    rec.write_text_atomic(md_path, markdown)
-    rec.write_text_atomic(html_path, page)
+    atomic_write_text(md_path, markdown)
+    atomic_write_text(html_path, page)
     return md_path, html_path
 
 

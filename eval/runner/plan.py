@@ -16,12 +16,13 @@ from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
-from eval.config import DEFAULT_PROFILE, HTTP_OPTION_NAMES, RolloutConfig, UsageError
+from eval.config import HTTP_OPTION_NAMES, RolloutConfig, UsageError
 from eval.results.video import video_name
 from eval.runner.episode import EpisodeTask
 from eval.runner.policy_factory import PolicySpec
 from eval.select import CheckpointChoice, Selection
 from policies.http.protocol import check_url, is_http_url, server_identity
+from policies.vla.profiles import DEFAULT_PROFILE
 
 EpisodeKey = tuple[str, str, int]
 """(policy id, cell name, seed): one episode of an evaluation."""

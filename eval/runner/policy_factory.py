@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from eval.config import DEFAULT_PROFILE, HTTP_OPTION_NAMES, UsageError, redact
+from eval.config import HTTP_OPTION_NAMES, UsageError, redact
 from policies.base import Policy
+from policies.vla.profiles import DEFAULT_PROFILE
 
 if TYPE_CHECKING:
     import gymnasium as gym
