@@ -11,7 +11,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from mvla_sim.appearance import Appearance
+from mvla_sim.appearance import Appearance, load_appearance
 from mvla_sim.env import DEFAULT_IMAGE_SIZE, check_env_options
 from mvla_sim.facts import EPISODE_ACTIONS
 from mvla_sim.registration import ENV_IDS, env_id
@@ -72,6 +72,10 @@ class SceneDescription:
             object.__setattr__(self, "lens_distortion", float(self.lens_distortion))
         if not isinstance(self.appearance, Appearance):
             object.__setattr__(self, "appearance", str(self.appearance))
+            try:
+                load_appearance(self.appearance)
+            except FileNotFoundError as exc:
+                raise ValueError(str(exc)) from None
         object.__setattr__(self, "max_steps", int(self.max_steps))
         if self.scene_spec is not None:
             object.__setattr__(self, "scene_spec", str(self.scene_spec))

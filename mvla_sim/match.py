@@ -37,6 +37,7 @@ import numpy as np
 from scipy import optimize
 
 from mvla_sim.appearance import Appearance, get_value, load_appearance, with_values
+from mvla_sim.files import atomic_write_json
 
 FIT_SIZE = (128, 72)
 """Render size (16:9) of the frames the objective compares; the metric itself is taken at 64 x 36."""
@@ -295,7 +296,6 @@ def format_held_out(scenes: dict[str, dict[str, Any]], labels: Sequence[str]) ->
 def run_match(args: argparse.Namespace) -> int:
     """The command: load, split, fit, evaluate on the held-out episodes, write the appearance."""
     from eval.realgap.sources import load_real
-    from train.atomic import write_json_atomic
 
     base = load_appearance(args.appearance)
     episodes = [e for e in load_real(args.real, args.channel_order) if e.paired][: args.max_episodes]
@@ -339,7 +339,7 @@ def run_match(args: argparse.Namespace) -> int:
             "held_out": scenes,
         },
     }
-    write_json_atomic(args.out, data)
+    atomic_write_json(args.out, data)
     log(f"wrote {args.out}")
     return 0
 

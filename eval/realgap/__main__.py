@@ -37,7 +37,7 @@ from eval.realgap.analysis import run_analysis
 from eval.realgap.report import format_table, render_html, write_sheets
 from eval.realgap.sources import load_real
 from eval.select import REFERENCE_RUN_DIR, SelectionError, resolve_checkpoints
-from train.atomic import write_json_atomic, write_text_atomic
+from mvla_sim.files import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger("eval.realgap")
 
@@ -150,8 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     sheets = write_sheets(episodes, sims_by, args.out)
     result["sheets"] = {k: {s: str(p) for s, p in v.items()} for k, v in sheets.items()}
-    write_json_atomic(args.out / "realgap.json", result)
-    write_text_atomic(args.out / "report.html", render_html(result, sheets))
+    atomic_write_json(args.out / "realgap.json", result)
+    atomic_write_text(args.out / "report.html", render_html(result, sheets))
     print(format_table(result))
     for note in notes:
         print(f"note: {note}")

@@ -32,11 +32,11 @@ def real_open_loop(config: Any, summary: dict[str, Any]) -> dict[str, Any]:
             "note": "no paired real episodes or no checkpoint",
             "checkpoints": [],
         }
-    options = config.checkpoint_options()
+    options = config.options.checkpoint
     policies = [
         (p["policy_id"], VLAPolicy.from_checkpoint(p["checkpoint"], profile, **options)) for p in chosen
     ]
-    block = open_loop_ranking(policies, episodes, config.appearance)
+    block = open_loop_ranking(policies, episodes, config.scene.appearance)
     success = {p["policy_id"]: p["overall"]["success_rate"] for p in chosen}
     for row in block["checkpoints"]:
         row["closed_loop_success"] = success.get(row["policy_id"])

@@ -30,9 +30,9 @@ from tqdm import tqdm
 from eval.realgap.sources import STANDIN_SOURCE
 from mvla_sim.appearance import Appearance, load_appearance, with_values
 from mvla_sim.facts import INSTRUCTIONS, SIDES, RealKeySequence, key_sequence_actions, real_key_sequences
+from mvla_sim.files import atomic_write_json
 from mvla_sim.make import SceneDescription, make_env
 from mvla_sim.scene import DEFAULT_SCENE
-from train.atomic import write_json_atomic
 from train.episodes import EpisodeName, make_episode, write_episode
 
 SOURCE = STANDIN_SOURCE
@@ -82,7 +82,7 @@ def standin_scene(out: Path) -> Path:
     spec = json.loads(DEFAULT_SCENE.read_text(encoding="utf-8"))
     spec["randomization"]["default"] = dict(STANDIN_RANDOMIZATION)
     path = out / "standin_scene.json"
-    write_json_atomic(path, spec)
+    atomic_write_json(path, spec)
     return path
 
 
@@ -112,7 +112,7 @@ def write_standins(
     """Write ``episodes`` paired (+ ``unpaired``) stand-in episodes into ``out``; return their paths."""
     out.mkdir(parents=True, exist_ok=True)
     appearance = perturbed_appearance()
-    write_json_atomic(out / "standin_appearance.json", appearance.to_dict())
+    atomic_write_json(out / "standin_appearance.json", appearance.to_dict())
     scene = standin_scene(out)
     envs: dict[str, gym.Env] = {}
     paths = []

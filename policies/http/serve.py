@@ -58,7 +58,7 @@ from policies.http.protocol import (
     is_loopback_host,
     key_problem,
 )
-from policies.vla.profiles import parse_overrides
+from policies.options import parse_key_values
 from policies.vla.transport import FrameDecodeError, from_base64
 
 logger = logging.getLogger("policies.http.serve")
@@ -170,6 +170,38 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def predict_answer(server: PolicyServer, request: InferenceRequest, limits: ServeLimits) -> dict[str, Any]:
+    """``/predict``'s answer: decode the frame, act, check the action (``HTTPException`` on failure)."""
+    if not server.model_loaded:
+        raise HTTPException(status_code=503, detail="no model loaded")
+    start = time.perf_counter()
+    try:
+        image = decode_frame(from_base64(request.image), limits)
+    except ImageRefused as exc:
+        raise HTTPException(status_code=exc.status, detail=str(exc)) from exc
+    except FrameDecodeError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from exc
+    try:
+        action = server.predict(image, request.instruction)
+    except Exception as exc:  # noqa: BLE001 - the team's server answers 500 with the message
+        logger.exception("prediction failed")
+        raise HTTPException(
+            status_code=500, detail=f"prediction failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    if action.shape != (2,) or not np.all(np.isfinite(action)):
+        raise HTTPException(
+            status_code=500, detail=f"the policy returned {action.tolist()}, not 2 finite numbers"
+        )
+    return {
+        "action": [float(v) for v in action],
+        "latency_ms": (time.perf_counter() - start) * 1000.0,
+        "model_name": server.model_name,
+        "strategy": ANSWERED_STRATEGY,
+        "source": "inferred",
+        "buffer_status": {},
+    }
+
+
 def create_app(
     server: PolicyServer, api_key: str | None, *, limits: ServeLimits | None = None, docs: bool = False
 ) -> FastAPI:
@@ -203,34 +235,7 @@ def create_app(
 
     @app.post("/predict", response_model=InferenceResponse)
     def predict(request: InferenceRequest) -> dict[str, Any]:
-        if not server.model_loaded:
-            raise HTTPException(status_code=503, detail="no model loaded")
-        start = time.perf_counter()
-        try:
-            image = decode_frame(from_base64(request.image), limits)
-        except ImageRefused as exc:
-            raise HTTPException(status_code=exc.status, detail=str(exc)) from exc
-        except FrameDecodeError as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from exc
-        try:
-            action = server.predict(image, request.instruction)
-        except Exception as exc:  # noqa: BLE001 - the team's server answers 500 with the message
-            logger.exception("prediction failed")
-            raise HTTPException(
-                status_code=500, detail=f"prediction failed: {type(exc).__name__}: {exc}"
-            ) from exc
-        if action.shape != (2,) or not np.all(np.isfinite(action)):
-            raise HTTPException(
-                status_code=500, detail=f"the policy returned {action.tolist()}, not 2 finite numbers"
-            )
-        return {
-            "action": [float(v) for v in action],
-            "latency_ms": (time.perf_counter() - start) * 1000.0,
-            "model_name": server.model_name,
-            "strategy": ANSWERED_STRATEGY,
-            "source": "inferred",
-            "buffer_status": {},
-        }
+        return predict_answer(server, request, limits)
 
     @app.post("/reset")
     def reset() -> dict[str, Any]:
@@ -425,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _options(items: list[str]) -> dict[str, Any]:
     try:
-        return parse_overrides(items)
+        return parse_key_values(items)
     except ValueError as exc:
         raise ServeError(str(exc)) from None
 

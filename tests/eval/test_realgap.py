@@ -120,20 +120,26 @@ def test_realgap_cli_appearance_only_on_standins_and_images(standins, tmp_path, 
 
 
 def test_rollout_options_record_the_appearance_and_check_real(tmp_path):
-    from eval.config import Cell, UsageError, build_parser, config_from_args
+    from eval.config import Cell, UsageError
+    from eval.rollout_cli import build_parser, config_from_args
+    from eval.runner.provenance import episode_settings
     from eval.runner.workers import make_env
 
     config = config_from_args(
         build_parser().parse_args(["--appearance", "v0_tiles", "--real", str(tmp_path)])
     )
-    assert config.appearance == "v0_tiles" and config.episode_settings()["appearance"] == "v0_tiles"
+    assert (
+        config.scene.appearance == "v0_tiles"
+        and episode_settings(config)["scene"]["appearance"] == "v0_tiles"
+    )
     assert config.to_dict()["real"] == str(tmp_path)
+    assert config_from_args(build_parser().parse_args([])).scene.appearance == "default"
     env = make_env(Cell("left", "day", "medium"), config)
     try:
         assert env.reset(seed=0)[1]["appearance"] == "v0_tiles"
     finally:
         env.close()
-    with pytest.raises(UsageError, match="--appearance nope"):
+    with pytest.raises(UsageError, match="appearance 'nope' not found"):
         config_from_args(build_parser().parse_args(["--appearance", "nope"]))
     with pytest.raises(UsageError, match="--real"):
         config_from_args(build_parser().parse_args(["--real", str(tmp_path / "missing")]))
