@@ -31,7 +31,7 @@ class SceneDescription:
         randomization: one of :data:`RANDOMIZATION_CHOICES`.
         drive_model: ``"throttle"`` (the real driver) or ``"velocity"``.
         renderer: ``"tiny"`` (CPU) or ``"egl"``.
-        lens_distortion: barrel distortion, 0 (none) to 1; ``None`` takes the appearance's.
+        lens_distortion: barrel distortion, 0 (none) to 1; ``None`` (as given) takes the appearance's.
         image_size: observation (width, height) in pixels.
         max_steps: actions before truncation (also the registered step limit of the made env).
         scene_spec: a scene spec JSON, ``None`` for the bundled one.
@@ -72,10 +72,12 @@ class SceneDescription:
             object.__setattr__(self, "lens_distortion", float(self.lens_distortion))
         if not isinstance(self.appearance, Appearance):
             object.__setattr__(self, "appearance", str(self.appearance))
-            try:
-                load_appearance(self.appearance)
-            except FileNotFoundError as exc:
-                raise ValueError(str(exc)) from None
+        try:
+            look = load_appearance(self.appearance)
+        except FileNotFoundError as exc:
+            raise ValueError(str(exc)) from None
+        if self.lens_distortion is None:
+            object.__setattr__(self, "lens_distortion", look.camera.lens_distortion)
         object.__setattr__(self, "max_steps", int(self.max_steps))
         if self.scene_spec is not None:
             object.__setattr__(self, "scene_spec", str(self.scene_spec))
@@ -103,7 +105,7 @@ class SceneDescription:
             "randomization": self.randomization,
             "drive_model": self.drive_model,
             "renderer": self.renderer,
-            **({"lens_distortion": self.lens_distortion} if self.lens_distortion is not None else {}),
+            "lens_distortion": self.lens_distortion,
             "image_size": self.image_size,
             "max_steps": self.max_steps,
             "appearance": self.appearance,

@@ -38,6 +38,7 @@ from eval.realgap.report import format_table, render_html, write_sheets
 from eval.realgap.sources import load_real
 from eval.select import REFERENCE_RUN_DIR, SelectionError, resolve_checkpoints
 from mvla_sim.files import atomic_write_json, atomic_write_text
+from policies.vla.profiles import DEFAULT_PROFILE
 
 logger = logging.getLogger("eval.realgap")
 
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--runs", type=Path, default=Path("runs"), help="training output folder for top3/best/last"
     )
     parser.add_argument(
-        "--profile", default="as_trained", help="profile of the checkpoints (default as_trained)"
+        "--profile", default=DEFAULT_PROFILE, help=f"profile of the checkpoints (default {DEFAULT_PROFILE})"
     )
     parser.add_argument(
         "--appearance",

@@ -13,13 +13,14 @@ from typing import Any
 
 from eval.realgap.analysis import open_loop_ranking
 from eval.realgap.sources import load_real
+from policies.vla.profiles import DEFAULT_PROFILE
 
 
 def real_open_loop(config: Any, summary: dict[str, Any]) -> dict[str, Any]:
     """The ``real_open_loop`` block of a rollout's summary (checkpoints of the first profile)."""
     from policies.vla.policy import VLAPolicy
 
-    profile = (summary.get("profiles") or ["as_trained"])[0]
+    profile = (summary.get("profiles") or [DEFAULT_PROFILE])[0]
     chosen = [
         p
         for p in summary["policies"]

@@ -62,7 +62,7 @@ PERTURBATION = {
     "lighting.day.sensor_noise_std": 4.0,
     "lighting.evening.exposure": 0.7,
     "lighting.evening.white_balance_rgb.2": 0.7,
-    "camera.gamma": 1.15,
+    "camera.gamma": 1.2,
     "camera.saturation": 1.1,
     "camera.vignetting": 0.35,
     "camera.blur_sigma_px": 3.0,

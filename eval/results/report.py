@@ -135,7 +135,8 @@ def _scene_sentence(scene: dict[str, Any] | None) -> str:
     return (
         f" Scene: randomization {scene['randomization']}, drive model {scene['drive_model']}, "
         f"renderer {scene['renderer']}, lens distortion {scene['lens_distortion']:g}, "
-        f"images {'x'.join(str(v) for v in scene['image_size'])} px, actions per episode {scene['max_steps']}."
+        f"images {'x'.join(str(v) for v in scene['image_size'])} px, actions per episode {scene['max_steps']}"
+        + (f", appearance {scene['appearance']}." if scene.get("appearance") else ".")
     )
 
 

@@ -316,9 +316,10 @@ def test_scene_settings_reach_every_env_and_are_recorded(tmp_path: Path) -> None
         "lens_distortion": 0.1,
         "image_size": [64, 36],
         "max_steps": 5,
+        "appearance": "default",
     }
     (record,) = rec.read_records(out / "episodes.jsonl")
     assert record["steps"] == 5
     report = (out / "report.md").read_text()
     assert "randomization hard, drive model velocity, renderer tiny, lens distortion 0.1" in report
-    assert "images 64x36 px, actions per episode 5" in report
+    assert "images 64x36 px, actions per episode 5, appearance default" in report

@@ -48,8 +48,9 @@ def test_identical_frames_give_zero_gap_and_full_agreement():
     gap = appearance_gap(frames, frames, paired=True)
     assert gap["pixel_delta_e"] == 0 and gap["delta_e_means"] == 0 and gap["hist_hellinger"] == 0
     assert gap["ssim"] == pytest.approx(1.0) and gap["gradient_ratio"] == 1.0
-    actions = np.array([[1.15, 0.0], [1.15, 1.15], [0.0, -1.15], [0.02, 0.0]], np.float32)
-    recorded = np.array([[0, 0, 0], [1.15, 1.15, 0], [0, -1.15, 0], [1.15, 0, 0]], np.float32)
+    w, q, d = (np.asarray(KEY_ACTIONS[k], np.float32) for k in "WQD")
+    actions = np.stack([w, q, d, np.array([0.02, 0.0, 0.0], np.float32)])[:, :2]
+    recorded = np.stack([np.zeros(3, np.float32), q, d, w])
     beh = behaviour_gap(actions, actions.copy(), recorded)
     assert beh["direction_agreement"] == 1.0 and beh["mean_abs_diff"] == 0.0
     assert beh["real_vs_recorded"] == beh["sim_vs_recorded"] == pytest.approx(2 / 3)
