@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eval.probes import DEFAULT_PROBES, ProbeError, parse_probes
 from eval.results import records as rec
 from eval.select import REFERENCE_RUN_DIR, REPO_ROOT
 from policies.vla.profiles import (  # torch-free: parsing the command line stays light
@@ -107,6 +108,8 @@ class RolloutConfig:
             (``VLAPolicy.from_checkpoint(path, profile, **options)``), e.g. ``{"device": "cuda"}``.
         max_server_faults: consecutive episodes of one server URL ending in a server fault
             (timeout, refused/reset connection, HTTP error) that stop the run.
+        probes: instruction probes (``eval.probes``: swap, neutral, unrelated) run for every policy
+            on the same episodes; empty = none.
     """
 
     ckpt: list[str] = field(default_factory=lambda: ["top3"])
@@ -131,8 +134,13 @@ class RolloutConfig:
     env_factory: str | None = None
     policy_options: dict[str, Any] = field(default_factory=dict)
     max_server_faults: int = DEFAULT_MAX_SERVER_FAULTS
+    probes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        try:
+            self.probes = parse_probes(self.probes)
+        except ProbeError as exc:
+            raise UsageError(str(exc)) from None
         for name, values, allowed in (
             ("sides", self.sides, SIDES),
             ("lightings", self.lightings, LIGHTINGS),
@@ -298,6 +306,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate policies without checkpoints: a baseline (e.g. expert), a 'module:factory' of your own, "
         "or a server URL http://HOST:PORT; repeatable, commas too",
     )
+    g.add_argument(
+        "--probes",
+        default=None,
+        metavar="P",
+        help="instruction probes run for every policy on the same episodes, with the instruction replaced: "
+        "swap (the other side's), neutral (same token count, no side), unrelated (unrelated text); a verdict "
+        "per policy (follows its instruction / instruction-blind) in summary.json and the report "
+        f"(default {','.join(DEFAULT_PROBES)} when checkpoints are evaluated, else none; 'none' turns them off)",
+    )
     g = parser.add_argument_group("episodes")
     g.add_argument(
         "--episodes",
@@ -456,4 +473,5 @@ def config_from_args(args: argparse.Namespace) -> RolloutConfig:
         max_steps=args.max_steps,
         torch_threads=args.torch_threads,
         max_server_faults=args.max_server_faults,
+        probes=(DEFAULT_PROBES if ckpt else ()) if args.probes is None else args.probes,
     )

@@ -38,6 +38,7 @@ from eval.config import (
     config_from_args,
     episode_seed,
 )
+from eval.probes import format_probes, probe_specs, summarize_probes
 from eval.results import records as rec
 from eval.results.records import EpisodeRecord
 from eval.results.video import video_name
@@ -245,7 +246,7 @@ def run_rollout(config: RolloutConfig, *, progress: bool = True) -> Path:
         previous_threads = torch.get_num_threads()
     configure_torch(config.torch_threads, torch_needed)
 
-    max_tasks = len(specs) * len(cells) * config.episodes
+    max_tasks = len(specs) * (1 + len(config.probes)) * len(cells) * config.episodes
     warm = next((s for s in specs if s.kind == "checkpoint"), None)
     pool = WorkerPool(config, torch_needed, max_tasks, warm)  # workers start up during the checks below
     try:
@@ -274,13 +275,14 @@ def run_rollout(config: RolloutConfig, *, progress: bool = True) -> Path:
     streaks = _FaultStreaks(config.max_server_faults)
     stopped: str | None = None
     try:
-        plan, planned_keys = plan_episodes([e.spec for e in ok], config, log.done, video_root)
+        probed = probe_specs([e.spec for e in ok], config.probes)  # same episodes, instruction replaced
+        plan, planned_keys = plan_episodes([e.spec for e in ok] + probed, config, log.done, video_root)
         done_before = len(planned_keys) - len(plan)
         if done_before:
             logger.info("resuming %s: %d of %d episodes already done", out, done_before, len(planned_keys))
         logger.info(
-            "%d policies x %d cells x %d episodes = %d episodes to run (%d workers)",
-            len(ok), len(cells), config.episodes, len(plan), min(config.workers, max(1, len(plan))),
+            "%d policies (+%d probed) x %d cells x %d episodes = %d episodes to run (%d workers)",
+            len(ok), len(probed), len(cells), config.episodes, len(plan), min(config.workers, max(1, len(plan))),
         )  # fmt: skip
         results = pool.run(plan, progress)
         try:
@@ -301,7 +303,7 @@ def run_rollout(config: RolloutConfig, *, progress: bool = True) -> Path:
         if not stopped:
             for record in streaks.flush():
                 log.append(record)
-        log.rewrite_sorted([e.spec.id for e in entries])
+        log.rewrite_sorted([e.spec.id for e in entries] + [s.id for s in probed])
     except KeyboardInterrupt as exc:
         raise RolloutInterrupted(
             f"interrupted; {len(log.records)} finished episodes are saved in {out / 'episodes.jsonl'}; "
@@ -322,7 +324,7 @@ def run_rollout(config: RolloutConfig, *, progress: bool = True) -> Path:
         )
     records = [r for r in log.records if rec.record_key(r) in planned_keys]
     summary = build_summary(
-        records=records,
+        records=[r for r in records if not r.get("probe")],
         entries=[e.to_dict() for e in entries],
         cells=[c.name for c in cells],
         config=config.to_dict(),
@@ -331,6 +333,8 @@ def run_rollout(config: RolloutConfig, *, progress: bool = True) -> Path:
         errors=[{"policy_id": e.policy_id, "cell": e.cell, "seed": e.seed, "error": e.error} for e in errors],
         stopped=stopped,
     )
+    if config.probes:
+        summary["instruction_probes"] = summarize_probes(records, config.probes)
     rec.write_json_atomic(out / "summary.json", summary)
     build_report(out)
     if errors:
@@ -391,6 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     summary = json.loads((out / "summary.json").read_text())
     print(format_table(summary))
+    if summary.get("instruction_probes"):
+        print("\n" + format_probes(summary))
     print(f"\nresults: {out}/summary.json  report: {out}/report.html")
     return 1 if summary.get("errors") else 0
 

@@ -38,6 +38,7 @@ class PolicySpec:
         profile: VLA profile (``checkpoint`` only): ``as_trained`` or ``as_deployed``.
         options: keyword settings passed to the policy (may hold the API key: see ``to_dict``).
         val_loss, val_loss_source, epoch, role: what checkpoint selection found (``eval.select``).
+        probe: an instruction probe (``eval.probes``): the policy is given that probe's instruction.
     """
 
     kind: str
@@ -50,6 +51,7 @@ class PolicySpec:
     val_loss_source: str | None = None
     epoch: int | None = None
     role: str | None = None
+    probe: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -79,6 +81,7 @@ class PolicySpec:
             "val_loss_source": self.val_loss_source,
             "epoch": self.epoch,
             "role": self.role,
+            "probe": self.probe,
         }
 
 
@@ -136,7 +139,14 @@ def import_target(target: str) -> Callable[..., Any]:
 
 
 def build_policy(spec: PolicySpec, env: Any, seed: int) -> Any:
-    """Build the policy of ``spec`` (``env`` and ``seed`` serve baselines and factories)."""
+    """Build the policy of ``spec`` (``env`` and ``seed`` serve baselines and factories); a probe
+    spec's policy is given the probe's instruction (:class:`eval.probes.ProbedPolicy`)."""
+    if spec.probe is not None:
+        from dataclasses import replace
+
+        from eval.probes import ProbedPolicy
+
+        return ProbedPolicy(build_policy(replace(spec, probe=None), env, seed), spec.probe)
     if spec.kind == "baseline":
         from policies.scripted.baselines import make_baseline
 

@@ -148,7 +148,11 @@ def test_inspect_says_in_one_line_whether_each_profile_sees_the_instruction(caps
     reference = Path(__file__).resolve().parents[3] / "assets" / "checkpoints" / "reference"
     assert main([str(next(reference.glob("epoch_epoch=10-*.ckpt"))), "--json"]) == 0
     seen = json.loads(capsys.readouterr().out)["profiles"]["as_trained"]["instruction_visibility"]
-    assert seen["visible"] and seen["forward_path"] == "patched" and seen["line"].startswith("sees its instruction")
+    assert (
+        seen["visible"]
+        and seen["forward_path"] == "patched"
+        and seen["line"].startswith("sees its instruction")
+    )
 
 
 def test_inspect_constant_instruction_era_cannot_see_the_episode_instruction(capsys):
