@@ -90,13 +90,18 @@ def _token_count(text: str, tokenizer: Any, template: str) -> int:
 
 def neutral_instruction(instruction: str, tokenizer: Any = None, template: str = "{instruction}") -> str:
     """``instruction`` with its side word replaced by a word naming no side, of the same token
-    count under ``tokenizer`` (the first of :data:`NEUTRAL_WORDS` that fits; by words without one).
+    count under ``tokenizer``: the first of :data:`NEUTRAL_WORDS` that fits, else the first of the
+    instruction's own other words (a tokenizer with a small vocabulary knows those); without a
+    tokenizer the first neutral word.
 
     Raises:
         ProbeError: no candidate keeps the token count under this tokenizer.
     """
     side = side_of_instruction(instruction)
-    candidates = [instruction.replace(side, word) for word in NEUTRAL_WORDS]
+    own = [
+        w for w in dict.fromkeys(instruction.split()) if w.lower() not in SIDES
+    ]  # a small vocabulary's words
+    candidates = [instruction.replace(side, word) for word in (*NEUTRAL_WORDS, *own)]
     if tokenizer is None:
         return candidates[0]
     target = _token_count(instruction, tokenizer, template)
