@@ -13,5 +13,6 @@ Rooms:
 - ``latency``: per-step latency measurement.
 
 A sim-vs-real measure (real episodes against the simulator) is a tool of its own beside
-``rollout`` and ``replay``. This package may import ``mvla_sim`` and ``policies``; nothing imports ``eval``.
+``rollout`` and ``replay``. This package may import ``mvla_sim``, ``policies`` and ``train``'s episode files
+(``train.episodes``); nothing imports ``eval``.
 """

@@ -399,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="a policy setting, repeatable. For checkpoints: device=cuda, dtype=bfloat16, era=2025-11-20, "
-        "token_layout=upstream, dead_zone=0.1, execute_steps=2 ... (results on a GPU may differ in the last bits between "
+        "token_layout=upstream, gain=1.5, execute_steps=2 ... (results on a GPU may differ in the last bits between "
         "runs). For server URLs: api_key=... (default: $VLA_API_KEY; never written to disk), timeout_s=1.0, "
         "retries=0, strategy=chunk_reuse|receding_horizon (default: none sent, as the robot), "
         "keep_alive=false. Recorded in summary.json",
@@ -428,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_policy_options(items: list[str]) -> dict[str, Any]:
-    """``["device=cuda", "dead_zone=0.1"]`` -> ``{"device": "cuda", "dead_zone": 0.1}`` (JSON values)."""
+    """``["device=cuda", "gain=1.5"]`` -> ``{"device": "cuda", "gain": 1.5}`` (JSON values)."""
     try:
         return parse_overrides(items)
     except ValueError as exc:

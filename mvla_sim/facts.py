@@ -7,6 +7,7 @@ without pulling in the simulator.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 KEY_ACTION_VALUE: float = 1.15
@@ -40,6 +41,25 @@ KEY_ACTIONS: dict[str, tuple[float, float, float]] = {
     " ": (0.0, 0.0, 0.0),
 }
 """Teleoperation key -> [linear_x, linear_y, angular_z]; +y is left, +angular_z is CCW."""
+
+CLIENT_DEAD_ZONE: float = 0.1
+"""The robot client drives only when ``|linear_x|`` or ``|linear_y|`` exceeds this (data units)."""
+
+
+def client_command(linear_x: float, linear_y: float) -> tuple[float, float] | None:
+    """What the real robot client does with an action: the direction it drives, or ``None`` (stop).
+
+    The ROS 2 client (FACTS.md, "How the team deploys") stops unless a component exceeds
+    :data:`CLIENT_DEAD_ZONE`, else drives toward ``int(degrees(atan2(linear_y, linear_x)))`` at the
+    set throttle: the magnitude never sets the speed. Returns that heading as a unit vector
+    ``(cos, sin)``. This is the one dead zone of the project, applied on the robot side of the loop
+    (the simulator's drive) whichever policy or profile produced the action.
+    """
+    if not (abs(linear_x) > CLIENT_DEAD_ZONE or abs(linear_y) > CLIENT_DEAD_ZONE):
+        return None
+    heading = math.radians(int(math.degrees(math.atan2(linear_y, linear_x))))
+    return math.cos(heading), math.sin(heading)
+
 
 MOVE_KEYS: tuple[str, ...] = ("W", "Q", "A", "Z", "S", "C", "D", "E")
 """The eight planar movement keys, counter-clockwise from forward (W) in 45 degree steps."""

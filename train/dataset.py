@@ -38,7 +38,11 @@ Images: the real pipeline squashes the whole 16:9 frame to a square (PIL bilinea
 Colour: real frames were saved straight from the camera's ``bgr8`` image, and the real training
 code fed them to the model as if RGB. ``channel_order`` says how the frames of a source are stored:
 ``"bgr"`` swaps them to RGB on read, ``"rgb"`` (the default, what the real training did) keeps
-them. Set it per source (``EpisodeSource``) when mixing real and simulated folders.
+them, ``"file"`` follows each file's own record (``Episode.channel_order``: the ``channel_order``
+attribute, else bgr for the team's files and rgb for this project's older ones), so every frame
+reaches the model in true colours. Set it per source (``EpisodeSource``) when mixing real and
+simulated folders. Files of every layout the team writes (collector, v3, v5) mix freely: they are
+read by ``train.episodes.read_episode``, which detects each file's layout.
 
 Split: ``split="sorted"`` is the real one (the first ``train_fraction`` of the file names in sorted
 order train, the rest validate); ``split="stratified"`` (default) splits each scenario
@@ -72,11 +76,11 @@ from torch.utils.data import Dataset
 
 from mvla_sim.facts import mirror_instruction
 from policies.vla.processors import resize_frame
-from train.episodes import EPISODE_GLOB, find_episodes, read_episode, read_frames, scenario_of
+from train.episodes import CHANNEL_ORDERS, EPISODE_GLOB, find_episodes, read_episode, read_frames, scenario_of
 
 logger = logging.getLogger(__name__)
 
-ChannelOrder = Literal["rgb", "bgr"]
+ChannelOrder = Literal["rgb", "bgr", "file"]
 MirrorMode = Literal["none", "random", "double"]
 SplitMethod = Literal["sorted", "stratified"]
 Subset = Literal["train", "val", "all"]
@@ -89,7 +93,7 @@ ACTION_CLAMP = 1.0
 DEFAULT_SPLIT_SEED = 123
 """The ``seed`` of the real run's config."""
 
-_CHANNEL_ORDERS = ("rgb", "bgr")
+_CHANNEL_ORDERS = (*CHANNEL_ORDERS, "file")
 _MIRROR_MODES = ("none", "random", "double")
 _SPLITS = ("sorted", "stratified")
 _SUBSETS = ("train", "val", "all")
@@ -104,7 +108,8 @@ class EpisodeSource:
     Attributes:
         path: a folder, searched with ``pattern``, or a single ``.h5`` file.
         pattern: glob inside the folder, e.g. the real run's ``"episode_2025111*.h5"``.
-        channel_order: channel order of the stored frames (``"bgr"`` is swapped to RGB on read).
+        channel_order: channel order of the stored frames (``"bgr"`` is swapped to RGB on read;
+            ``"file"``: each file's recorded order).
     """
 
     path: Path
@@ -338,7 +343,7 @@ class EpisodeWindowDataset(Dataset):
                     frame_shape=tuple(ep.image_shape[1:]),  # type: ignore[arg-type]
                     instruction=ep.instruction,
                     scenario=scenario_of(p),
-                    channel_order=color_of[p],
+                    channel_order=ep.channel_order if color_of[p] == "file" else color_of[p],  # type: ignore[arg-type]
                     actions=ep.actions,
                 )
             )

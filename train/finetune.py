@@ -35,14 +35,17 @@ class UsageError(Exception):
 
 @dataclass
 class DataSpec:
-    """One episode folder and how its frames are stored (``"bgr"`` for raw real recordings)."""
+    """One episode folder and how its frames are stored (``"bgr"`` for raw real recordings,
+    ``"file"`` for each file's recorded order)."""
 
     path: Path
     channel_order: str = "rgb"
 
     @classmethod
     def parse(cls, text: str) -> DataSpec:
-        path, _, order = text.partition(":") if text.endswith((":bgr", ":rgb")) else (text, "", "rgb")
+        path, _, order = (
+            text.rpartition(":") if text.endswith((":bgr", ":rgb", ":file")) else (text, "", "rgb")
+        )
         return cls(Path(path), order or "rgb")
 
 
@@ -71,9 +74,9 @@ class FinetuneConfig:
                     f"--data {spec.path}: no such folder; generate sim episodes with "
                     "`python -m train.generate --episodes N --out DIR`"
                 )
-            if spec.channel_order not in ("rgb", "bgr"):
+            if spec.channel_order not in ("rgb", "bgr", "file"):
                 raise UsageError(
-                    f"--data {spec.path}: channel order {spec.channel_order!r} must be rgb or bgr"
+                    f"--data {spec.path}: channel order {spec.channel_order!r} must be rgb, bgr or file"
                 )
         if self.num_workers < 0:
             raise UsageError(f"--num-workers {self.num_workers} must be >= 0")
@@ -289,8 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data",
         nargs="+",
-        metavar="DIR[:bgr]",
-        help="episode folders; suffix ':bgr' for real recordings stored as BGR",
+        metavar="DIR[:bgr|:file]",
+        help="episode folders in any of the team's layouts (collector, v3, v5); suffix ':bgr' for real "
+        "recordings stored as BGR, ':file' to follow each file's recorded colour order",
     )
     parser.add_argument(
         "--out",

@@ -65,8 +65,16 @@ File names and attributes
     lives only in the attributes). Root attributes are the real nine (``time_period`` is
     ``"evening"`` or ``"day"`` from the lighting, ``collection_*`` from the synthetic timestamp)
     plus ``source="mvla_sim"`` and ``sim_*`` attributes: seeds, scene, success, collision,
-    side passed, keys pressed and intended, the layout as JSON. ``read_episode`` returns them in
-    ``Episode.attrs``.
+    side passed, keys pressed and intended, the scene layout as JSON. ``read_episode`` returns them in
+    ``Episode.attrs``. Every file also records its colour order (``channel_order``: the env's
+    frames are ``rgb``), which ``read_episode`` returns as ``Episode.channel_order``.
+
+File layout
+    ``layout`` (``--layout``) picks which of the team's layouts is written (``train.episodes``):
+    ``collector`` (default: the November 2025 collector's, read by the fork's
+    ``MobileVLAH5Dataset``), ``v3`` (instruction in the ``task`` attribute) or ``v5``
+    (``observations/images``, no event types: their current data). The content is the same;
+    ``read_episode`` reads all three back into the same ``Episode``.
 
 Outputs beside the episodes: ``generate_config.json`` (the resolved config) and
 ``generate_report.json`` (one record per episode index and the totals), both written atomically.
@@ -89,15 +97,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-import mvla_sim
 from mvla_sim.facts import CAMERA_NATIVE_SIZE, EPISODE_ACTIONS, OBSTACLE_DISTANCES, SIDES, real_key_sequences
+from mvla_sim.make import SceneDescription, make_env
 from policies.scripted.baselines import make_baseline
 from train.atomic import write_json_atomic
 from train.episodes import (
+    EPISODE_LAYOUTS,
+    LAYOUT_COLLECTOR,
+    SIM_SOURCE,
     EpisodeFormatError,
     EpisodeName,
     make_episode,
@@ -108,7 +118,7 @@ from train.stats import format_summary, key_of_action, summarize_episodes
 
 logger = logging.getLogger(__name__)
 
-SOURCE = "mvla_sim"
+SOURCE = SIM_SOURCE
 """Value of the ``source`` attribute of every generated episode."""
 
 SCENARIOS: tuple[str, ...] = ("left", "left_evening", "right", "right_evening")
@@ -258,6 +268,9 @@ class GenerateConfig:
             the goal zone); by default they are dropped and counted.
         workers: processes simulating in parallel; the files do not depend on it.
         evening_suffix: add the real ``_evening`` suffix to evening episodes' file names.
+        layout: the team's file layout to write (``train.episodes.EPISODE_LAYOUTS``):
+            ``"collector"`` (November 2025, what the fork's ``MobileVLAH5Dataset`` reads), ``"v3"``
+            (instruction in the ``task`` attribute) or ``"v5"`` (``observations/images``).
     """
 
     episodes: int
@@ -271,6 +284,7 @@ class GenerateConfig:
     keep_failures: bool = False
     workers: int = 1
     evening_suffix: bool = True
+    layout: str = LAYOUT_COLLECTOR
 
     def __post_init__(self) -> None:
         if isinstance(self.episodes, bool) or not isinstance(self.episodes, int | np.integer):
@@ -336,6 +350,10 @@ class GenerateConfig:
         ):
             raise GenerateConfigError(f"workers={self.workers!r} must be a whole number >= 1")
         self.workers = int(self.workers)
+        if self.layout not in EPISODE_LAYOUTS:
+            raise GenerateConfigError(
+                f"layout={self.layout!r} is not valid; choose among {list(EPISODE_LAYOUTS)}"
+            )
         for name in ("keep_failures", "evening_suffix"):
             if not isinstance(getattr(self, name), bool):
                 raise GenerateConfigError(f"{name}={getattr(self, name)!r} must be True or False")
@@ -442,8 +460,8 @@ _ENVS: dict[tuple[str, str, str, tuple[int, int]], Any] = {}
 def _env(side: str, lighting: str, distance: str, image_size: tuple[int, int]) -> Any:
     key = (side, lighting, distance, image_size)
     if key not in _ENVS:
-        _ENVS[key] = gym.make(
-            mvla_sim.env_id(side, lighting), obstacle_distance=distance, randomize=True, image_size=image_size
+        _ENVS[key] = make_env(
+            SceneDescription(side=side, lighting=lighting, obstacle_distance=distance, image_size=image_size)
         )
     return _ENVS[key]
 
@@ -547,7 +565,7 @@ def simulate_episode(config: GenerateConfig, plan: EpisodePlan) -> dict[str, Any
         time_period=plan.lighting,
         extra_attrs=extra,
     )
-    path = write_episode(config.out / name.filename, episode)
+    path = write_episode(config.out / name.filename, episode, layout=config.layout)
     record.update(file=path.name, status="written")
     return record
 
@@ -710,6 +728,7 @@ def _check_folder_config(config: GenerateConfig) -> None:
         previous = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise GenerateConfigError(f"{path}: unreadable ({exc}); delete it or choose another --out") from None
+    previous.setdefault("layout", LAYOUT_COLLECTOR)  # folders written before layouts existed
     current = config.to_json()
     differs = {
         k: (previous.get(k), v)
@@ -895,6 +914,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="end evening episodes' file names with '_evening' as the real files do (default); "
         "--no-evening-suffix names them like day episodes (lighting kept in the attributes)",
     )
+    parser.add_argument(
+        "--layout",
+        choices=EPISODE_LAYOUTS,
+        default=defaults.layout,
+        help="the team's episode file layout to write: collector (default, November 2025: what the fork's "
+        "MobileVLAH5Dataset reads), v3 (instruction in attrs['task']) or v5 (observations/images, "
+        "their current data)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no statistics table")
     return parser
 
@@ -917,6 +944,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             keep_failures=args.keep_failures,
             workers=args.workers,
             evening_suffix=args.evening_suffix,
+            layout=args.layout,
         )
         result = run_generation(config, progress=not args.quiet)
     except (GenerateConfigError, EpisodeFormatError) as exc:

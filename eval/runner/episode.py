@@ -22,10 +22,9 @@ from eval.results import records as rec
 from eval.results.records import EpisodeRecord
 from eval.results.video import EpisodeVideo, caption, video_name
 from eval.runner.policy_factory import PolicySpec
+from mvla_sim.task import TIMEOUT_OUTCOMES, outcome_from_info
 from policies.messages import one_line
 
-TIMEOUT_REASONS = ("box_not_passed", "goal_not_reached")
-"""Failures that are time-outs: the horizon ran out before the goal (no collision, no wrong side)."""
 EPISODE_STEP_CAP = 1000
 """Safety net for an env that never ends an episode (the real horizon is 17 actions)."""
 SERVER_FAULT = "server_fault"
@@ -72,26 +71,6 @@ def _float_or_none(value: Any) -> float | None:
         return None
     out = float(value)
     return out if math.isfinite(out) else None
-
-
-def failure_reason(info: dict[str, Any], side: str, layout: dict[str, Any] | None) -> str:
-    """Why an episode that ran to its end did not succeed, from the env's final ``info``."""
-    if info.get("collided"):
-        return "collision"
-    passed = info.get("side_passed") or "none"
-    if passed not in ("none", side):
-        return "wrong_side"
-    if passed == "none":
-        return "box_not_passed"
-    radius, distance = (layout or {}).get("goal_radius"), info.get("distance_to_goal")
-    if (
-        info.get("bottle_in_view") is False
-        and radius is not None
-        and distance is not None
-        and distance <= radius
-    ):
-        return "bottle_not_in_view"  # close enough, but the camera does not see the bottle
-    return "goal_not_reached"
 
 
 def outcome_label(record: EpisodeRecord | dict[str, Any]) -> str:
@@ -200,7 +179,7 @@ def run_episode(
 
     timings = policy.step_timings() if hasattr(policy, "step_timings") else {}
     success = bool(info.get("is_success", False)) and failure is None
-    reason = None if success else (failure or failure_reason(info, cell.side, layout))
+    reason = None if success else (failure or outcome_from_info(info, cell.side))
     side_passed = info.get("side_passed") or "none"
     spl = info.get("spl")
     record = EpisodeRecord(
@@ -229,7 +208,7 @@ def run_episode(
         steps=steps,
         terminated=bool(terminated),
         truncated=bool(truncated),
-        timed_out=bool(truncated and reason in TIMEOUT_REASONS),
+        timed_out=bool(truncated and reason in TIMEOUT_OUTCOMES),
         failure_reason=reason,
         latency_ms=latency_stats(latencies_ms),
         round_trip_ms=latency_stats(timings["round_trip_ms"]) if "round_trip_ms" in timings else None,
@@ -261,10 +240,8 @@ def is_server_fault(record: EpisodeRecord | dict[str, Any]) -> bool:
 __all__ = [
     "EPISODE_STEP_CAP",
     "SERVER_FAULT",
-    "TIMEOUT_REASONS",
     "EpisodeTask",
     "HarnessError",
-    "failure_reason",
     "is_server_fault",
     "latency_stats",
     "outcome_label",

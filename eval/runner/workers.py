@@ -38,21 +38,21 @@ def make_env(cell: Cell, config: RolloutConfig) -> Any:
     """Build the gymnasium env for one cell (``render_mode="rgb_array"`` for videos)."""
     if config.env_factory:
         return import_target(config.env_factory)(cell=cell, config=config)
-    import gymnasium as gym
+    from mvla_sim.make import SceneDescription
+    from mvla_sim.make import make_env as make_scene_env
 
-    import mvla_sim
-
-    env_id = mvla_sim.env_id(cell.side, cell.lighting)
-    kwargs: dict[str, Any] = {
-        "obstacle_distance": cell.distance,
-        "randomize": config.randomize,
-        "render_mode": "rgb_array",
-    }
+    scene = SceneDescription(
+        side=cell.side,
+        lighting=cell.lighting,
+        obstacle_distance=cell.distance,
+        randomization="default" if config.randomize else "none",
+    )
+    changes: dict[str, Any] = {}
     if config.image_size:
-        kwargs["image_size"] = tuple(config.image_size)
+        changes["image_size"] = tuple(config.image_size)
     if config.max_steps:
-        kwargs["max_steps"] = config.max_steps
-    return gym.make(env_id, disable_env_checker=True, **kwargs)
+        changes["max_steps"] = config.max_steps
+    return make_scene_env(scene, render_mode="rgb_array", **changes)
 
 
 def configure_torch(threads: int, needed: bool) -> None:

@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a VLA policy setting, repeatable: device=cuda, dtype=bfloat16, dead_zone=0.1 ...",
+        help="a VLA policy setting, repeatable: device=cuda, dtype=bfloat16, gain=1.0 ...",
     )
     what.add_argument("--seed", type=int, default=0, help="seed of the random baseline (default 0)")
     what.add_argument(

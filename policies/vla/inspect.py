@@ -218,7 +218,6 @@ _PROFILE_KEYS = (
     "first_action_zero",
     "episode_start",
     "action_clip",
-    "drive_rule",
 )
 
 

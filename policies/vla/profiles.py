@@ -60,7 +60,6 @@ TRANSPORTS: tuple[str, ...] = ("none", "jpeg")
 RESIZES: tuple[str, ...] = ("bilinear", "bicubic")
 TEXT_PADDINGS: tuple[str, ...] = ("none", "max_length")
 DECODES: tuple[str, ...] = ("regression", "classification")
-DRIVE_RULES: tuple[str, ...] = ("none", "ros2_client")
 ABS_ACTION_SIDES: tuple[str, ...] = ("instruction",)
 DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 
@@ -68,8 +67,6 @@ SERVER_ACTION_CLIP = 1.5
 """The team's server clips each action component to +-1.5."""
 ENV_ACTION_BOUND = 1.15
 """A key press's magnitude, the env's action bound."""
-CLIENT_DEAD_ZONE = 0.1
-"""The robot client drives only when some component exceeds 0.1 in magnitude."""
 REAL_DATA_CHANNEL_ORDER = "bgr"
 """What a checkpoint trained on real data saw: the collector stores the camera's ``bgr8`` frames as
 they come and the fork's loader reads them as RGB, so red and blue were swapped in training
@@ -269,11 +266,6 @@ class InferenceSettings:
     action_clip: float = ENV_ACTION_BOUND
     gain: float = 1.0
     """Multiplier on the decoded action before the clip (a knob, not part of either pipeline)."""
-    dead_zone: float = 0.0
-    """Per-axis values under this (data units, after the gain) become 0 (a knob; 0 = off)."""
-    drive_rule: str = "none"
-    """``"ros2_client"``: stop unless |linear_x| or |linear_y| > 0.1, else drive toward the
-    direction rounded toward zero to whole degrees (the client's ``int(degrees(atan2))``)."""
     abs_action_side: str | None = None
     """For ``abs_action`` checkpoints: ``"instruction"`` restores linear_y's sign from the
     instruction's side (left +, right -)."""
@@ -304,7 +296,6 @@ class InferenceSettings:
             "token_layout": TOKEN_LAYOUTS,
             "forward_path": FORWARD_PATHS,
             "decode": DECODES,
-            "drive_rule": DRIVE_RULES,
             "dtype": DTYPES,
         }
         for name, allowed in choices.items():
@@ -331,10 +322,6 @@ class InferenceSettings:
             raise ProfileError(f"action_clip must be a positive number, got {self.action_clip!r}")
         if not (isinstance(self.gain, (int, float)) and math.isfinite(self.gain) and self.gain > 0):
             raise ProfileError(f"gain must be a positive number, got {self.gain!r}")
-        if not (isinstance(self.dead_zone, (int, float)) and 0.0 <= self.dead_zone < self.action_clip):
-            raise ProfileError(
-                f"dead_zone must be in [0, action_clip={self.action_clip}), got {self.dead_zone!r}"
-            )
         if not (isinstance(self.execute_steps, int) and self.execute_steps >= 1):
             raise ProfileError(f"execute_steps must be an integer >= 1, got {self.execute_steps!r}")
         if self.temporal_ensemble and self.execute_steps != 1:
@@ -433,7 +420,7 @@ def decide_forward_path(
 
 
 def parse_overrides(items: list[str], flag: str = "--policy-option") -> dict[str, Any]:
-    """``["device=cuda", "dead_zone=0.1"]`` -> ``{"device": "cuda", "dead_zone": 0.1}``.
+    """``["device=cuda", "gain=1.5"]`` -> ``{"device": "cuda", "gain": 1.5}``.
 
     Values are JSON when they parse as JSON (numbers, true/false, null), else strings.
 
@@ -503,7 +490,6 @@ def resolve(
             first_action_zero=False,
             episode_start=True,
             action_clip=ENV_ACTION_BOUND,
-            drive_rule="none",
             era=decision.era,
         )
     else:
@@ -534,7 +520,6 @@ def resolve(
             decode=server_decode,
             first_action_zero=True,
             action_clip=SERVER_ACTION_CLIP,
-            drive_rule="ros2_client",
             era=decision.era,
         )
     if config.abs_action and overrides.get("abs_action_side") is None:
@@ -558,7 +543,6 @@ def resolve(
 
 
 __all__ = [
-    "CLIENT_DEAD_ZONE",
     "ENV_ACTION_BOUND",
     "ERAS",
     "DEPLOYED_CHANNEL_ORDER",

@@ -140,7 +140,7 @@ def test_broken_checkpoint_is_reported_and_others_still_run(tmp_path: Path, tiny
         baselines=[],
         sides=("left",),
         episodes=1,
-        policy_options={"dead_zone": 0.2},
+        policy_options={"gain": 1.5},
     )
     out = run_rollout(cfg, progress=False)
     summary = json.loads((out / "summary.json").read_text())
@@ -149,7 +149,7 @@ def test_broken_checkpoint_is_reported_and_others_still_run(tmp_path: Path, tiny
     assert broken["status"] == "load_failed" and broken["reason"] and str(bad.name) not in ("",)
     assert good["status"] == "ok" and good["overall"]["n"] == 1 and good["val_loss"] == pytest.approx(0.071)
     assert good["key_report"]["ok"] is True and good["settings"]["profile"] == "as_trained"
-    assert good["settings"]["settings"]["dead_zone"] == 0.2  # --policy-option reached the policy
+    assert good["settings"]["settings"]["gain"] == 1.5  # --policy-option reached the policy
     (r,) = rec.read_records(out / "episodes.jsonl")
     assert r["val_loss"] == pytest.approx(0.071) and r["policy_kind"] == "checkpoint"
 
