@@ -66,8 +66,14 @@ File names and attributes
     ``"evening"`` or ``"day"`` from the lighting, ``collection_*`` from the synthetic timestamp)
     plus ``source="mvla_sim"`` and ``sim_*`` attributes: seeds, scene, success, collision,
     side passed, keys pressed and intended, the scene layout as JSON. ``read_episode`` returns them in
-    ``Episode.attrs``. Every file also records its colour order (``channel_order``: the env's
-    frames are ``rgb``), which ``read_episode`` returns as ``Episode.channel_order``.
+    ``Episode.attrs``. Every file also records its colour order (``channel_order``), which
+    ``read_episode`` returns as ``Episode.channel_order``.
+
+Colour order
+    ``channel_order`` (``--channel-order``): ``bgr`` by default, like the team's collector (its camera
+    publishes ``bgr8`` and the array is stored as it comes), so generated episodes mixed into the
+    fork's loader come in the same order as the real ones (both read as RGB there: red and blue
+    swapped alike); ``rgb`` stores the env's frames as they are. Either way the file says which.
 
 File layout
     ``layout`` (``--layout``) picks which of the team's layouts is written (``train.episodes``):
@@ -105,8 +111,10 @@ from mvla_sim.make import SceneDescription, make_env
 from policies.scripted.baselines import make_baseline
 from train.atomic import write_json_atomic
 from train.episodes import (
+    CHANNEL_ORDERS,
     EPISODE_LAYOUTS,
     LAYOUT_COLLECTOR,
+    REAL_CAMERA_CHANNEL_ORDER,
     SIM_SOURCE,
     EpisodeFormatError,
     EpisodeName,
@@ -285,6 +293,7 @@ class GenerateConfig:
     workers: int = 1
     evening_suffix: bool = True
     layout: str = LAYOUT_COLLECTOR
+    channel_order: str = REAL_CAMERA_CHANNEL_ORDER
 
     def __post_init__(self) -> None:
         if isinstance(self.episodes, bool) or not isinstance(self.episodes, int | np.integer):
@@ -350,6 +359,10 @@ class GenerateConfig:
         ):
             raise GenerateConfigError(f"workers={self.workers!r} must be a whole number >= 1")
         self.workers = int(self.workers)
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise GenerateConfigError(
+                f"channel_order={self.channel_order!r} is not valid; choose among {list(CHANNEL_ORDERS)}"
+            )
         if self.layout not in EPISODE_LAYOUTS:
             raise GenerateConfigError(
                 f"layout={self.layout!r} is not valid; choose among {list(EPISODE_LAYOUTS)}"
@@ -557,13 +570,15 @@ def simulate_episode(config: GenerateConfig, plan: EpisodePlan) -> dict[str, Any
         ),
         "sim_layout": json.dumps(layout, sort_keys=True),
     }
+    frames = np.stack(images)  # the env's RGB frames
     episode = make_episode(
-        np.stack(images),
+        frames[..., ::-1] if config.channel_order == "bgr" else frames,
         actions_arr,
         instruction,
         name,
         time_period=plan.lighting,
         extra_attrs=extra,
+        channel_order=config.channel_order,
     )
     path = write_episode(config.out / name.filename, episode, layout=config.layout)
     record.update(file=path.name, status="written")
@@ -729,6 +744,7 @@ def _check_folder_config(config: GenerateConfig) -> None:
     except (OSError, ValueError) as exc:
         raise GenerateConfigError(f"{path}: unreadable ({exc}); delete it or choose another --out") from None
     previous.setdefault("layout", LAYOUT_COLLECTOR)  # folders written before layouts existed
+    previous.setdefault("channel_order", "rgb")  # ... and before generated frames were stored BGR
     current = config.to_json()
     differs = {
         k: (previous.get(k), v)
@@ -922,6 +938,13 @@ def build_parser() -> argparse.ArgumentParser:
         "MobileVLAH5Dataset reads), v3 (instruction in attrs['task']) or v5 (observations/images, "
         "their current data)",
     )
+    parser.add_argument(
+        "--channel-order",
+        choices=CHANNEL_ORDERS,
+        default=defaults.channel_order,
+        help="colour order of the stored images: bgr (default, like the team's collector, so sim and real "
+        "episodes mix in the fork's loader) or rgb (the env's frames as they are); recorded in every file",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no statistics table")
     return parser
 
@@ -945,6 +968,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=args.workers,
             evening_suffix=args.evening_suffix,
             layout=args.layout,
+            channel_order=args.channel_order,
         )
         result = run_generation(config, progress=not args.quiet)
     except (GenerateConfigError, EpisodeFormatError) as exc:
