@@ -115,7 +115,7 @@ def plan_episodes(
     """The episode tasks still to run, and the keys of every planned episode (done or not).
 
     Every policy gets the same (cell, seed) list; the first ``config.videos`` episodes of each
-    cell are recorded.
+    cell are recorded (not those of instruction probes).
     """
     tasks: list[EpisodeTask] = []
     planned: set[tuple[str, str, int]] = set()
@@ -128,7 +128,7 @@ def plan_episodes(
                 if key in done:
                     continue
                 video = None
-                if index < config.videos:
+                if index < config.videos and spec.probe is None:  # probe episodes are not filmed
                     video = str(video_root / video_name(spec.id, cell.name, seed, "pending"))
                 tasks.append(EpisodeTask(spec, cell, index, seed, video))
     return tasks, planned
