@@ -20,14 +20,14 @@ from typing import Any
 from eval.probes import DEFAULT_PROBES, ProbeError, parse_probes
 from eval.results import records as rec
 from eval.select import REFERENCE_RUN_DIR, REPO_ROOT
+from mvla_sim.facts import LIGHTINGS, SIDES
+from mvla_sim.facts import OBSTACLE_DISTANCES as DISTANCES
+from policies.options import parse_key_values
 from policies.vla.profiles import (  # torch-free: parsing the command line stays light
+    DEFAULT_PROFILE,
     PROFILES,
-    parse_overrides,
 )
 
-SIDES = ("left", "right")
-LIGHTINGS = ("day", "evening")
-DISTANCES = ("close", "medium", "far")
 DEFAULT_RUNS = Path("runs")
 DEFAULT_EPISODES = 50
 QUICK_EPISODES = 10
@@ -37,7 +37,7 @@ LATENCY_BUDGET_MS = 100.0
 model needed about 120 ms on an RTX A5000."""
 DEFAULT_MAX_SERVER_FAULTS = 3
 """Consecutive episodes ending in a server fault (same URL) that stop a run."""
-HTTP_OPTION_NAMES = ("api_key", "strategy", "timeout_s", "retries", "keep_alive")
+HTTP_OPTION_NAMES = ("api_key", "strategy", "timeout_s", "deadline_s", "retries", "keep_alive")
 """``--policy-option`` keys that go to HTTP server policies (``policies.http.client.OPTION_NAMES``);
 the other keys go to checkpoint policies."""
 SECRET_OPTIONS = ("api_key",)
@@ -116,7 +116,7 @@ class RolloutConfig:
     runs: Path = DEFAULT_RUNS
     runs_explicit: bool = False
     baselines: list[str] = field(default_factory=list)
-    profiles: tuple[str, ...] = ("as_trained",)
+    profiles: tuple[str, ...] = (DEFAULT_PROFILE,)
     sides: tuple[str, ...] = SIDES
     lightings: tuple[str, ...] = LIGHTINGS
     distances: tuple[str, ...] = ("medium",)
@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--profile",
         type=_csv,
-        default=["as_trained"],
+        default=[DEFAULT_PROFILE],
         metavar="P",
         help="evaluate every checkpoint under each profile, on the same seeds: as_trained (what the model "
         "saw in training), as_deployed (what the team's server and robot client do); e.g. "
@@ -400,8 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a policy setting, repeatable. For checkpoints: device=cuda, dtype=bfloat16, era=2025-11-20, "
         "token_layout=upstream, gain=1.5, execute_steps=2 ... (results on a GPU may differ in the last bits between "
-        "runs). For server URLs: api_key=... (default: $VLA_API_KEY; never written to disk), timeout_s=1.0, "
-        "retries=0, strategy=chunk_reuse|receding_horizon (default: none sent, as the robot), "
+        "runs). For server URLs: api_key=... (default: $VLA_API_KEY; never written to disk), timeout_s=1.0 (per read), "
+        "deadline_s=2.0 (per request; default 2 x timeout_s), retries=0, strategy=chunk_reuse|receding_horizon "
+        "(default: none sent, as the robot), "
         "keep_alive=false. Recorded in summary.json",
     )
     g.add_argument(
@@ -430,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_policy_options(items: list[str]) -> dict[str, Any]:
     """``["device=cuda", "gain=1.5"]`` -> ``{"device": "cuda", "gain": 1.5}`` (JSON values)."""
     try:
-        return parse_overrides(items)
+        return parse_key_values(items)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

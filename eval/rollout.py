@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.config import (
+    HTTP_OPTION_NAMES,
     RolloutConfig,
     UsageError,
     build_parser,
@@ -43,7 +44,13 @@ from eval.results import records as rec
 from eval.results.records import EpisodeRecord
 from eval.results.video import video_name
 from eval.runner.episode import EpisodeTask, HarnessError, is_server_fault
-from eval.runner.policy_factory import PolicySpec, build_policy, checkpoint_specs, other_spec
+from eval.runner.policy_factory import (
+    PolicySpec,
+    build_policy,
+    check_one_lane_per_server,
+    checkpoint_specs,
+    other_spec,
+)
 from eval.runner.provenance import check_resume, environment_info
 from eval.runner.workers import WorkerPool, configure_torch, make_env
 from eval.select import SelectionError, resolve_checkpoints
@@ -96,12 +103,13 @@ def plan_specs(config: RolloutConfig) -> tuple[list[PolicySpec], Any]:
         specs.append(spec)
     if not specs:
         raise UsageError("nothing to evaluate: give --ckpt (e.g. top3), --policy NAME or --baselines NAMES")
+    check_one_lane_per_server(specs)
     if not any(s.kind == "checkpoint" for s in specs):
         unused = sorted(set(config.checkpoint_options()))
         if unused:
             raise UsageError(
                 f"--policy-option {','.join(unused)}: not a server option and no checkpoint is evaluated; "
-                "server options are api_key, strategy, timeout_s, retries, keep_alive"
+                f"server options are {', '.join(HTTP_OPTION_NAMES)}"
             )
     return specs, selection
 

@@ -4,7 +4,8 @@ Rooms: ``facts`` (the real robot's constants and key table, stdlib-only), ``scen
 and layouts), ``world`` / ``robot`` / ``camera`` / ``topdown`` (building, driving and drawing in
 PyBullet), ``task`` (side passed, goal zone, success, SPL and the one outcome taxonomy), ``env``
 (:class:`~mvla_sim.env.MobileVLAEnv`), ``registration`` (the ids) and ``make`` (the one env
-factory, :func:`make_env` from a :class:`SceneDescription`).
+factory, :func:`make_env` from a :class:`SceneDescription`), and ``files`` (the one atomic
+writer, stdlib-only, that every package uses).
 
 Importing the package registers the ids with Gymnasium: at once when gymnasium is already
 imported, else the moment it is (a post-import hook), so that ``import mvla_sim.facts`` stays

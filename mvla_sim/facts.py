@@ -8,6 +8,7 @@ without pulling in the simulator.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 KEY_ACTION_VALUE: float = 1.15
@@ -63,6 +64,54 @@ def client_command(linear_x: float, linear_y: float) -> tuple[float, float] | No
 
 MOVE_KEYS: tuple[str, ...] = ("W", "Q", "A", "Z", "S", "C", "D", "E")
 """The eight planar movement keys, counter-clockwise from forward (W) in 45 degree steps."""
+
+STOP_KEY: str = " "
+"""The space bar: the all-zero action (stop)."""
+
+STOP_CHAR: str = "_"
+"""The space bar as one printable character in key strings (``"WWAQ_"``)."""
+
+KEY_CHARS: dict[str, str] = {key: (STOP_CHAR if key == STOP_KEY else key) for key in KEY_ACTIONS}
+"""Each key of :data:`KEY_ACTIONS` as its character in key strings."""
+
+NO_KEY_CHAR: str = "?"
+"""An action that is no key press (e.g. a continuous one), in key strings."""
+
+KEY_MATCH_ATOL: float = 1e-3
+"""An action matches a key when every component is within this of the key's action (data units)."""
+
+
+def key_of_action(action: Iterable[float], atol: float = KEY_MATCH_ATOL) -> str | None:
+    """The key of :data:`KEY_ACTIONS` whose action equals ``action``, or None when none does.
+
+    ``action`` is ``[linear_x, linear_y]`` or ``[linear_x, linear_y, angular_z]`` (a missing
+    ``angular_z`` is 0); the space bar is :data:`STOP_KEY`.
+    """
+    values = [float(v) for v in action][:3]
+    padded = values + [0.0] * (3 - len(values))
+    for key, key_action in KEY_ACTIONS.items():
+        if all(abs(a - b) <= atol for a, b in zip(padded, key_action, strict=True)):
+            return key
+    return None
+
+
+def key_char_of_action(action: Iterable[float], atol: float = KEY_MATCH_ATOL) -> str:
+    """The key of ``action`` as one printable character: the key, :data:`STOP_CHAR` for the space
+    bar, :data:`NO_KEY_CHAR` when it is no key press."""
+    key = key_of_action(action, atol)
+    return NO_KEY_CHAR if key is None else KEY_CHARS[key]
+
+
+def key_of_char(char: str) -> str:
+    """The key of :data:`KEY_ACTIONS` that a key-string character stands for (``_`` -> space bar).
+
+    Raises:
+        ValueError: ``char`` names no key.
+    """
+    for key, key_char in KEY_CHARS.items():
+        if key_char == char:
+            return key
+    raise ValueError(f"{char!r} is no teleoperation key; valid: {''.join(KEY_CHARS.values())}")
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -90,6 +89,7 @@ from mvla_sim.facts import (
     OBSTACLE_DISTANCES,
     SIDES,
 )
+from mvla_sim.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -398,18 +398,7 @@ class Episode:
         if not np.all(np.isfinite(actions)):
             raise EpisodeFormatError(f"{where}: {ACTIONS_KEY!r} holds non-finite values")
         if self.images is not None:
-            images = self.images
-            if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[-1] != 3:
-                raise EpisodeFormatError(
-                    f"{where}: malformed {IMAGES_KEY!r}: expected (T, H, W, 3) uint8, got {_describe(images)}"
-                )
-            if images.dtype != np.uint8:
-                raise EpisodeFormatError(f"{where}: {IMAGES_KEY!r} must be uint8, got {images.dtype}")
-            if images.shape[0] != num_frames:
-                raise EpisodeFormatError(
-                    f"{where}: {IMAGES_KEY!r} has {images.shape[0]} frames but {ACTIONS_KEY!r} "
-                    f"has {num_frames}"
-                )
+            self._check_images(where, num_frames)
         if len(self.event_types) != num_frames:
             raise EpisodeFormatError(
                 f"{where}: {EVENT_TYPES_KEY!r} has {len(self.event_types)} entries but "
@@ -433,6 +422,19 @@ class Episode:
         if declared is not None and int(declared) != num_frames:
             raise EpisodeFormatError(
                 f"{where}: attribute 'num_frames'={declared} but the datasets hold {num_frames} frames"
+            )
+
+    def _check_images(self, where: str, num_frames: int) -> None:
+        images = self.images
+        if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[-1] != 3:
+            raise EpisodeFormatError(
+                f"{where}: malformed {IMAGES_KEY!r}: expected (T, H, W, 3) uint8, got {_describe(images)}"
+            )
+        if images.dtype != np.uint8:
+            raise EpisodeFormatError(f"{where}: {IMAGES_KEY!r} must be uint8, got {images.dtype}")
+        if images.shape[0] != num_frames:
+            raise EpisodeFormatError(
+                f"{where}: {IMAGES_KEY!r} has {images.shape[0]} frames but {ACTIONS_KEY!r} has {num_frames}"
             )
 
 
@@ -549,8 +551,8 @@ def write_episode(
 
     ``layout`` is ``"collector"``, ``"v3"`` or ``"v5"`` (module docstring; default
     ``episode.layout``). Every layout also gets the root attribute ``channel_order``. The file is
-    written to a hidden temporary file in the same folder and moved into place with
-    ``os.replace``; on any error the temporary file is removed and ``path`` is untouched.
+    written through ``mvla_sim.files.atomic_path``: on any error ``path`` is untouched and no
+    temporary file is left.
 
     Raises:
         EpisodeFormatError: if the episode is invalid, lacks an attribute of ``ATTR_KEYS`` or the
@@ -579,18 +581,8 @@ def write_episode(
         raise FileExistsError(f"{path}: episode file exists (pass overwrite=True to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
 
-    # A hidden, unique name beside the target (so os.replace stays on one file system); created
-    # by h5py itself so that the file gets the usual permissions (umask), unlike mkstemp's 0600.
-    tmp = path.parent / f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
-    try:
-        with h5py.File(tmp, "x") as f:
-            _write_content(f, episode, layout, compression_level)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "x") as f:
+        _write_content(f, episode, layout, compression_level)
     return path
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from eval.results import records as rec
 from eval.results.plots import make_plots
+from mvla_sim.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -473,8 +474,8 @@ def build_report(results_dir: Path) -> tuple[Path, Path]:
     sections = build_sections(summary, plots, results_dir)
     title = f"Closed-loop evaluation: {results_dir.resolve().name}"
     md_path, html_path = results_dir / "report.md", results_dir / "report.html"
-    rec.write_text_atomic(md_path, render_markdown(title, sections, results_dir))
-    rec.write_text_atomic(html_path, render_html(title, sections))
+    atomic_write_text(md_path, render_markdown(title, sections, results_dir))
+    atomic_write_text(html_path, render_html(title, sections))
     return md_path, html_path
 
 

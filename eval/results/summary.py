@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from eval.results import stats
+from policies.vla.profiles import DEFAULT_PROFILE
 
 SCHEMA_VERSION = 2
 CONDITION_KEYS = ("side", "lighting", "distance")
@@ -320,7 +321,7 @@ def build_summary(
     ``profile_comparisons``.
     """
     budget = float(config.get("latency_budget_ms", 100.0))
-    profiles = list(config.get("profiles") or ["as_trained"])
+    profiles = list(config.get("profiles") or [DEFAULT_PROFILE])
     by_policy: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         by_policy[r["policy_id"]].append(r)

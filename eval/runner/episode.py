@@ -20,6 +20,7 @@ import numpy as np
 from eval.config import Cell
 from eval.results import records as rec
 from eval.results.records import EpisodeRecord
+from eval.results.stats import percentiles
 from eval.results.video import EpisodeVideo, caption, video_name
 from eval.runner.policy_factory import PolicySpec
 from mvla_sim.task import TIMEOUT_OUTCOMES, outcome_from_info
@@ -88,9 +89,7 @@ def latency_stats(ms: list[float]) -> dict[str, Any]:
     arr = np.asarray(ms)
     return {
         "mean": float(arr.mean()),
-        "p50": float(np.percentile(arr, 50)),
-        "p95": float(np.percentile(arr, 95)),
-        "p99": float(np.percentile(arr, 99)),
+        **percentiles(ms, (50, 95, 99)),
         "max": float(arr.max()),
         "steps": [round(float(v), 3) for v in arr],
     }

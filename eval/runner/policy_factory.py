@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eval.config import HTTP_OPTION_NAMES, UsageError, redact
-from policies.http.protocol import check_url, is_http_url
+from policies.http.protocol import check_url, is_http_url, server_identity
+from policies.vla.profiles import DEFAULT_PROFILE
 
 KINDS = ("checkpoint", "baseline", "factory", "http")
-BASE_PROFILE = "as_trained"
-"""The profile whose checkpoint ids carry no suffix (the other profiles add ``@<profile>``)."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,10 @@ class PolicySpec:
 
     @property
     def lane(self) -> str | None:
-        """Episodes of the same lane run one at a time (one server holds one history)."""
+        """Episodes of the same lane run one at a time (one server holds one history).
+
+        One URL per server: :func:`check_one_lane_per_server` refuses two URLs of one server.
+        """
         return self.url
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,7 +92,7 @@ def checkpoint_specs(choice: Any, profiles: tuple[str, ...], options: dict[str, 
     return [
         PolicySpec(
             kind="checkpoint",
-            id=choice.policy_id + ("" if profile == BASE_PROFILE else f"@{profile}"),
+            id=choice.policy_id + ("" if profile == DEFAULT_PROFILE else f"@{profile}"),  # default: no suffix
             path=str(choice.path),
             profile=profile,
             options=dict(options),
@@ -127,6 +129,31 @@ def other_spec(name: str, http_options: dict[str, Any] | None = None) -> PolicyS
     return PolicySpec(kind="baseline", id=name, name=name)
 
 
+def check_one_lane_per_server(specs: list[PolicySpec]) -> None:
+    """Refuse two server URLs that reach the same server (``127.0.0.1`` and ``localhost``, a host name
+    and its address): one server holds one history, so their episodes would run at once and corrupt
+    each other's, and evaluating one server twice under two names measures nothing new. Refused, not
+    serialised, because two ids for one policy would also double it in the tables.
+
+    Raises:
+        UsageError: the first two URLs of one server (one line).
+    """
+    seen: dict[tuple[str, int, str], str] = {}
+    for spec in specs:
+        if spec.kind != "http" or spec.url is None:
+            continue
+        identity = server_identity(spec.url) or frozenset()
+        for address in sorted(identity):
+            other = seen.get(address)
+            if other is not None and other != spec.url:
+                where = "this machine" if address[0] == "local" else address[0]
+                raise UsageError(
+                    f"{other} and {spec.url} are the same server ({where}, port {address[1]}): one server "
+                    "holds one history, so give its URL once"
+                )
+        seen.update(dict.fromkeys(identity, spec.url))
+
+
 def import_target(target: str) -> Callable[..., Any]:
     """``"module:function"`` -> the function; :class:`UsageError` if it cannot be imported."""
     module_name, _, attr = target.partition(":")
@@ -154,7 +181,7 @@ def build_policy(spec: PolicySpec, env: Any, seed: int) -> Any:
     if spec.kind == "checkpoint":
         from policies.vla.policy import VLAPolicy
 
-        return VLAPolicy.from_checkpoint(spec.path, spec.profile or BASE_PROFILE, **spec.options)
+        return VLAPolicy.from_checkpoint(spec.path, spec.profile or DEFAULT_PROFILE, **spec.options)
     if spec.kind == "factory":
         return import_target(spec.name)(env=env, seed=seed)
     from policies.http.client import HTTPPolicy
@@ -166,10 +193,10 @@ def build_policy(spec: PolicySpec, env: Any, seed: int) -> Any:
 
 
 __all__ = [
-    "BASE_PROFILE",
     "KINDS",
     "PolicySpec",
     "build_policy",
+    "check_one_lane_per_server",
     "checkpoint_specs",
     "import_target",
     "other_spec",

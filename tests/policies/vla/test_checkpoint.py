@@ -34,7 +34,7 @@ from policies.vla.checkpoint_keys import (
 )
 from policies.vla.model import BackboneNotFoundError, MobileVLAModel, build_backbone
 from policies.vla.policy import VLAPolicy
-from policies.vla.robovlms_config import KOSMOS2_DIR_ENV
+from policies.vla.robovlms_config import KOSMOS2_DIR_ENV, to_robovlms
 
 LORA_KEY = "text_model.model.layers.1.self_attn.v_proj.lora_A.default.weight"
 KOSMOS_DIR = ".vlms/kosmos-2-patch14-224"
@@ -151,7 +151,7 @@ def test_raw_state_dict_needs_the_config_beside(model, tmp_path):
     with pytest.raises(CheckpointError, match="--config"):
         load_model(path)
     config = tmp_path / "config.json"
-    config.write_text(json.dumps(model.config.to_robovlms()), encoding="utf-8")
+    config.write_text(json.dumps(to_robovlms(model.config)), encoding="utf-8")
     result = load_model(path, config_path=config)
     assert result.report.ok and "lightning" not in " ".join(result.report.aliases)
     assert_same_weights(model, result.model)
