@@ -401,10 +401,10 @@ def decide_forward_path(
         )
     if path is not None or layout is not None:
         decision = ForwardPathDecision(path or forward_path_of(layout), "override")
-    elif profile == "as_trained" and recipe_source == "config" and config.recipe is not None:
+    elif profile == AS_TRAINED and recipe_source == "config" and config.recipe is not None:
         decision = ForwardPathDecision(forward_path_of(config.recipe.token_layout), "recipe")
     else:
-        machine = "training machine" if profile == "as_trained" else "team's inference server"
+        machine = "training machine" if profile == AS_TRAINED else "team's inference server"
         decision = ForwardPathDecision(
             DEFAULT_FORWARD_PATH,
             "default",
