@@ -26,10 +26,10 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from eval.config import RolloutConfig  # noqa: E402
+from eval.config import RolloutConfig, SceneSettings  # noqa: E402
 from eval.results.records import EpisodeRecord  # noqa: E402
-from eval.rollout import plan_episodes  # noqa: E402
-from eval.runner.policy_factory import PolicySpec, checkpoint_specs, other_spec  # noqa: E402
+from eval.runner.plan import checkpoint_specs, other_spec, plan_episodes  # noqa: E402
+from eval.runner.policy_factory import PolicySpec  # noqa: E402
 from eval.runner.workers import execute_tasks  # noqa: E402
 from eval.select import REFERENCE_RUN_DIR, resolve_checkpoints  # noqa: E402
 from policies.vla.profiles import DEFAULT_PROFILE  # noqa: E402
@@ -61,7 +61,7 @@ def run(spec: PolicySpec, workers: int, args: argparse.Namespace) -> tuple[float
             out=Path(tmp),
             videos=args.videos,
             videos_dir=Path(tmp) / "videos",
-            image_size=args.image_size,
+            scene=SceneSettings(image_size=args.image_size),
             seed=args.seed,
         )
         tasks, _ = plan_episodes([spec], config, set(), Path(tmp) / "videos")

@@ -30,9 +30,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from eval.config import Cell, RolloutConfig, episode_seed  # noqa: E402
+from eval.config import Cell, RolloutConfig  # noqa: E402
 from eval.results.stats import percentiles  # noqa: E402
 from eval.runner.episode import run_episode  # noqa: E402
+from eval.runner.plan import episode_seed  # noqa: E402
 from eval.runner.policy_factory import PolicySpec  # noqa: E402
 from eval.runner.workers import make_env  # noqa: E402
 from eval.select import REFERENCE_RUN_DIR, resolve_checkpoints  # noqa: E402

@@ -27,6 +27,7 @@ import torch
 
 from eval.results.stats import percentiles
 from mvla_sim.facts import CAMERA_NATIVE_SIZE, INSTRUCTIONS
+from policies.base import Policy
 from policies.vla.profiles import DEFAULT_PROFILE, PROFILES
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ BUDGET_MS = 100.0
 
 
 def measure_latency(
-    policy: Any,
+    policy: Policy,
     obs_fn: Callable[[int], dict[str, Any]],
     n: int = 50,
     warmup: int = 5,

@@ -1,7 +1,8 @@
 """Policy specs and the factory that turns a spec into a policy (in a worker or the main process).
 
-A :class:`PolicySpec` is the serialisable description of one policy of an evaluation; workers
-rebuild the policy from it. Four kinds:
+A :class:`PolicySpec` is the serialisable description of one policy of an evaluation (made by
+:mod:`eval.runner.plan`); :func:`build_policy` builds the policy from it in a worker or the main
+process. Four kinds:
 
 - ``checkpoint``: a VLA checkpoint under one profile,
   ``VLAPolicy.from_checkpoint(path, profile, **options)``;
@@ -13,14 +14,17 @@ rebuild the policy from it. Four kinds:
 from __future__ import annotations
 
 import importlib
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from eval.config import HTTP_OPTION_NAMES, UsageError, redact
-from policies.http.protocol import check_url, is_http_url, server_identity
+from eval.probes import ProbedPolicy
+from policies.base import Policy
 from policies.vla.profiles import DEFAULT_PROFILE
+
+if TYPE_CHECKING:
+    import gymnasium as gym
 
 KINDS = ("checkpoint", "baseline", "factory", "http")
 
@@ -64,7 +68,7 @@ class PolicySpec:
     def lane(self) -> str | None:
         """Episodes of the same lane run one at a time (one server holds one history).
 
-        One URL per server: :func:`check_one_lane_per_server` refuses two URLs of one server.
+        One URL per server: :func:`eval.runner.plan.check_one_lane_per_server` refuses two URLs of one server.
         """
         return self.url
 
@@ -87,73 +91,6 @@ class PolicySpec:
         }
 
 
-def checkpoint_specs(choice: Any, profiles: tuple[str, ...], options: dict[str, Any]) -> list[PolicySpec]:
-    """One spec per profile for a selected checkpoint (:class:`eval.select.CheckpointChoice`)."""
-    return [
-        PolicySpec(
-            kind="checkpoint",
-            id=choice.policy_id + ("" if profile == DEFAULT_PROFILE else f"@{profile}"),  # default: no suffix
-            path=str(choice.path),
-            profile=profile,
-            options=dict(options),
-            val_loss=choice.val_loss,
-            val_loss_source=choice.val_loss_source,
-            epoch=choice.epoch,
-            role=choice.role,
-        )
-        for profile in profiles
-    ]
-
-
-def other_spec(name: str, http_options: dict[str, Any] | None = None) -> PolicySpec:
-    """Spec of a non-checkpoint policy: a server URL, a ``module:factory`` or a baseline name.
-
-    Raises:
-        UsageError: a malformed URL or an unknown baseline (one line).
-    """
-    if is_http_url(name):
-        try:
-            url = check_url(name)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
-        return PolicySpec(kind="http", id=url, name=url, options=dict(http_options or {}))
-    if ":" in name:
-        return PolicySpec(kind="factory", id=re.sub(r"[^A-Za-z0-9._-]+", "-", name.split(":")[-1]), name=name)
-    from policies.scripted.baselines import BASELINE_NAMES
-
-    if name not in BASELINE_NAMES:
-        raise UsageError(
-            f"unknown baseline {name!r}; choose from {','.join(BASELINE_NAMES)} "
-            "(or give module:factory, or a server URL http://HOST:PORT)"
-        )
-    return PolicySpec(kind="baseline", id=name, name=name)
-
-
-def check_one_lane_per_server(specs: list[PolicySpec]) -> None:
-    """Refuse two server URLs that reach the same server (``127.0.0.1`` and ``localhost``, a host name
-    and its address): one server holds one history, so their episodes would run at once and corrupt
-    each other's, and evaluating one server twice under two names measures nothing new. Refused, not
-    serialised, because two ids for one policy would also double it in the tables.
-
-    Raises:
-        UsageError: the first two URLs of one server (one line).
-    """
-    seen: dict[tuple[str, int, str], str] = {}
-    for spec in specs:
-        if spec.kind != "http" or spec.url is None:
-            continue
-        identity = server_identity(spec.url) or frozenset()
-        for address in sorted(identity):
-            other = seen.get(address)
-            if other is not None and other != spec.url:
-                where = "this machine" if address[0] == "local" else address[0]
-                raise UsageError(
-                    f"{other} and {spec.url} are the same server ({where}, port {address[1]}): one server "
-                    "holds one history, so give its URL once"
-                )
-        seen.update(dict.fromkeys(identity, spec.url))
-
-
 def import_target(target: str) -> Callable[..., Any]:
     """``"module:function"`` -> the function; :class:`UsageError` if it cannot be imported."""
     module_name, _, attr = target.partition(":")
@@ -165,14 +102,10 @@ def import_target(target: str) -> Callable[..., Any]:
         raise UsageError(f"cannot import {target!r}: {exc}") from exc
 
 
-def build_policy(spec: PolicySpec, env: Any, seed: int) -> Any:
+def build_policy(spec: PolicySpec, env: gym.Env | None, seed: int) -> Policy:
     """Build the policy of ``spec`` (``env`` and ``seed`` serve baselines and factories); a probe
     spec's policy is given the probe's instruction (:class:`eval.probes.ProbedPolicy`)."""
     if spec.probe is not None:
-        from dataclasses import replace
-
-        from eval.probes import ProbedPolicy
-
         return ProbedPolicy(build_policy(replace(spec, probe=None), env, seed), spec.probe)
     if spec.kind == "baseline":
         from policies.scripted.baselines import make_baseline
@@ -196,8 +129,5 @@ __all__ = [
     "KINDS",
     "PolicySpec",
     "build_policy",
-    "check_one_lane_per_server",
-    "checkpoint_specs",
     "import_target",
-    "other_spec",
 ]

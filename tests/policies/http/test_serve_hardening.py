@@ -19,7 +19,7 @@ import requests
 from PIL import Image
 
 from eval.config import UsageError
-from eval.runner.policy_factory import check_one_lane_per_server, other_spec
+from eval.runner.plan import check_one_lane_per_server, other_spec
 from policies.http import guard, protocol
 from policies.http.client import HTTPPolicy, ServerFault
 from policies.http.guard import ServeLimits, jpeg_size
