@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from eval.probes import ProbeError, parse_probes
 from eval.results.records import to_jsonable
 from eval.select import REPO_ROOT
 from mvla_sim.facts import LIGHTINGS, OBSTACLE_DISTANCES, SIDES
@@ -167,6 +168,8 @@ class RolloutConfig:
             beside its open-loop direction agreement on those frames and on paired simulated
             frames (``eval.realgap``).
         real_channel_order: channel order of the ``.h5`` files of ``real`` (``auto``: as each records).
+        probes: instruction probes (``eval.probes``: swap, neutral, unrelated) run for every policy
+            on the same episodes; empty = none (a string such as ``"swap,neutral"`` is parsed).
 
     Derived once, in ``__post_init__``: ``scene`` resolved (:meth:`SceneSettings.resolved`), ``cells``
     (the grid), ``options`` (:class:`PolicyOptions`).
@@ -194,6 +197,7 @@ class RolloutConfig:
     max_server_faults: int = DEFAULT_MAX_SERVER_FAULTS
     real: Path | None = None
     real_channel_order: str = "auto"
+    probes: tuple[str, ...] = ()
     cells: list[Cell] = field(init=False, repr=False)
     options: PolicyOptions = field(init=False, repr=False)
 
@@ -204,6 +208,10 @@ class RolloutConfig:
             raise UsageError("--policy-option profile=...: use --profile as_trained,as_deployed instead")
         if self.real is not None and not Path(self.real).is_dir():
             raise UsageError(f"--real {self.real}: no such folder; give a folder of real .h5 episodes")
+        try:
+            self.probes = parse_probes(self.probes)
+        except ProbeError as exc:
+            raise UsageError(str(exc)) from None
         self.scene = self.scene.resolved()
         self.cells = [Cell(s, li, d) for s in self.sides for li in self.lightings for d in self.distances]
         self.options = PolicyOptions.split(self.policy_options)

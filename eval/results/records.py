@@ -82,6 +82,10 @@ class EpisodeRecord:
     renderer: str | None
     appearance: str | None = None
     """Name of the appearance the frames were rendered with (``mvla_sim.appearance``)."""
+    probe: str | None = None
+    """The instruction probe of this episode (``eval.probes``: swap, neutral, unrelated), else None."""
+    probe_instruction: str | None = None
+    """The instruction the probe gave the policy instead of ``instruction`` (the env's)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -221,6 +221,8 @@ def run_episode(
         layout=rec.to_jsonable(layout) if layout is not None else None,
         renderer=info.get("renderer"),
         appearance=info.get("appearance"),
+        probe=spec.probe,
+        probe_instruction=getattr(policy, "given_instruction", None) if spec.probe else None,
     )
     if video is not None and video.frames_written:
         final = video_path.with_name(video_name(spec.id, cell.name, seed, outcome_label(record)))
