@@ -144,3 +144,26 @@ def test_rollout_options_record_the_appearance_and_check_real(tmp_path):
         config_from_args(build_parser().parse_args(["--appearance", "nope"]))
     with pytest.raises(UsageError, match="--real"):
         config_from_args(build_parser().parse_args(["--real", str(tmp_path / "missing")]))
+
+
+def test_feature_and_behaviour_gaps_with_a_model_are_zero_on_identical_frames(standins):
+    from eval.realgap.analysis import behaviour_gaps, feature_gaps, groups, simulate
+    from policies.vla.config import VLAConfig
+    from policies.vla.policy import VLAPolicy
+
+    policy = VLAPolicy.from_config(
+        VLAConfig(backbone="tiny", hidden_size=32, num_lstm_layers=1, window_size=4)
+    )
+    episodes = [e for e in load_real(standins, "bgr", width=SIZE[0]) if e.paired][:1]
+    sims = simulate(episodes, perturbed_appearance())
+    episode = episodes[0]
+    sims.paired[episode.name] = episode.frames[
+        : len(sims.paired[episode.name])
+    ]  # the sim shows the real frames
+    fd = feature_gaps(policy, groups(episodes, sims))
+    assert fd[episode.scene] == pytest.approx(0.0, abs=1e-6)
+    beh = behaviour_gaps(policy, episodes, sims)["episodes"][episode.name]
+    assert beh["direction_agreement"] == 1.0 and beh["mean_abs_diff"] == 0.0 and beh["steps"] == 18
+    assert beh["real_vs_recorded"] == beh["sim_vs_recorded"]
+    other = simulate(episodes, "v0_tiles")
+    assert feature_gaps(policy, groups(episodes, other))[episode.scene] > 1e-4
