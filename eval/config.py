@@ -40,6 +40,7 @@ HTTP_OPTION_NAMES = ("api_key", "strategy", "timeout_s", "retries", "keep_alive"
 """``--policy-option`` keys that go to HTTP server policies (``policies.http.client.OPTION_NAMES``);
 the other keys go to checkpoint policies."""
 SECRET_OPTIONS = ("api_key",)
+BACKENDS = ("local", "ray")
 """Options never written to disk (``summary.json``, ``run_config.json``)."""
 
 
@@ -107,6 +108,10 @@ class RolloutConfig:
             (``VLAPolicy.from_checkpoint(path, profile, **options)``), e.g. ``{"device": "cuda"}``.
         max_server_faults: consecutive episodes of one server URL ending in a server fault
             (timeout, refused/reset connection, HTTP error) that stop the run.
+        batch: N > 0 runs N envs in lock-step around one model per checkpoint
+            (:mod:`eval.runner.batched`) instead of ``workers`` processes; 0 = off.
+        backend: ``local`` (this machine's processes) or ``ray`` (:mod:`eval.runner.ray_backend`).
+        ray_address: the Ray cluster to join (``ray://HOST:10001`` or ``auto``); None starts a local Ray.
     """
 
     ckpt: list[str] = field(default_factory=lambda: ["top3"])
@@ -131,6 +136,9 @@ class RolloutConfig:
     env_factory: str | None = None
     policy_options: dict[str, Any] = field(default_factory=dict)
     max_server_faults: int = DEFAULT_MAX_SERVER_FAULTS
+    batch: int = 0
+    backend: str = "local"
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         for name, values, allowed in (
@@ -163,6 +171,12 @@ class RolloutConfig:
             raise UsageError(f"--max-server-faults {self.max_server_faults}: must be at least 1")
         if "profile" in self.policy_options:
             raise UsageError("--policy-option profile=...: use --profile as_trained,as_deployed instead")
+        if self.batch < 0:
+            raise UsageError(f"--batch {self.batch}: give the number of envs in lock-step (0 = off)")
+        if self.backend not in BACKENDS:
+            raise UsageError(f"--backend {self.backend}: choose from {','.join(BACKENDS)}")
+        if self.ray_address and self.backend != "ray":
+            raise UsageError("--ray-address needs --backend ray")
 
     @property
     def cells(self) -> list[Cell]:
@@ -402,6 +416,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help=f"stop the run after K consecutive episodes of one server ending in a fault (default {DEFAULT_MAX_SERVER_FAULTS})",
     )
+    g.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N envs in lock-step around one model per checkpoint (one forward per step for all; "
+        "a finished episode is replaced by the next seed); replaces --workers; same records",
+    )
+    g.add_argument(
+        "--backend",
+        default="local",
+        choices=BACKENDS,
+        help="local (default) or ray: checkpoints x cells x seed chunks as Ray tasks, models in actors "
+        "(pip install .[ray]); same records",
+    )
+    g.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="with --backend ray: the cluster to join (ray://HOST:10001, or auto); default: start a local Ray",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument(
         "--dry-run", action="store_true", help="show the chosen checkpoints and the plan, run nothing"
@@ -456,4 +491,7 @@ def config_from_args(args: argparse.Namespace) -> RolloutConfig:
         max_steps=args.max_steps,
         torch_threads=args.torch_threads,
         max_server_faults=args.max_server_faults,
+        batch=args.batch,
+        backend=args.backend,
+        ray_address=args.ray_address,
     )

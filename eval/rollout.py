@@ -41,10 +41,11 @@ from eval.config import (
 from eval.results import records as rec
 from eval.results.records import EpisodeRecord
 from eval.results.video import video_name
+from eval.runner.backends import make_pool
 from eval.runner.episode import EpisodeTask, HarnessError, is_server_fault
 from eval.runner.policy_factory import PolicySpec, build_policy, checkpoint_specs, other_spec
 from eval.runner.provenance import check_resume, environment_info
-from eval.runner.workers import WorkerPool, configure_torch, make_env
+from eval.runner.workers import configure_torch, make_env
 from eval.select import SelectionError, resolve_checkpoints
 from policies.messages import one_line
 
@@ -247,7 +248,7 @@ def run_rollout(config: RolloutConfig, *, progress: bool = True) -> Path:
 
     max_tasks = len(specs) * len(cells) * config.episodes
     warm = next((s for s in specs if s.kind == "checkpoint"), None)
-    pool = WorkerPool(config, torch_needed, max_tasks, warm)  # workers start up during the checks below
+    pool = make_pool(config, torch_needed, max_tasks, warm)  # workers start up during the checks below
     try:
         for entry in entries:
             if entry.spec.kind != "http":
@@ -280,7 +281,7 @@ def run_rollout(config: RolloutConfig, *, progress: bool = True) -> Path:
             logger.info("resuming %s: %d of %d episodes already done", out, done_before, len(planned_keys))
         logger.info(
             "%d policies x %d cells x %d episodes = %d episodes to run (%d workers)",
-            len(ok), len(cells), config.episodes, len(plan), min(config.workers, max(1, len(plan))),
+            len(ok), len(cells), config.episodes, len(plan), pool.workers,
         )  # fmt: skip
         results = pool.run(plan, progress)
         try:
