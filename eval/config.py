@@ -36,7 +36,7 @@ LATENCY_BUDGET_MS = 100.0
 model needed about 120 ms on an RTX A5000."""
 DEFAULT_MAX_SERVER_FAULTS = 3
 """Consecutive episodes ending in a server fault (same URL) that stop a run."""
-HTTP_OPTION_NAMES = ("api_key", "strategy", "timeout_s", "retries", "keep_alive")
+HTTP_OPTION_NAMES = ("api_key", "strategy", "timeout_s", "retries", "keep_alive", "sessions")
 """``--policy-option`` keys that go to HTTP server policies (``policies.http.client.OPTION_NAMES``);
 the other keys go to checkpoint policies."""
 SECRET_OPTIONS = ("api_key",)
@@ -399,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
         "token_layout=upstream, dead_zone=0.1, execute_steps=2 ... (results on a GPU may differ in the last bits between "
         "runs). For server URLs: api_key=... (default: $VLA_API_KEY; never written to disk), timeout_s=1.0, "
         "retries=0, strategy=chunk_reuse|receding_horizon (default: none sent, as the robot), "
-        "keep_alive=false. Recorded in summary.json",
+        "keep_alive=false, sessions=false (default: one session per episode, episodes in parallel, when the "
+        "server's /health offers X-Session-Id sessions; else one episode at a time). Recorded in summary.json",
     )
     g.add_argument(
         "--backbone-dir",

@@ -22,6 +22,7 @@ runner (:mod:`eval.runner.episode`), the worker pool (:mod:`eval.runner.workers`
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import logging
@@ -101,7 +102,7 @@ def plan_specs(config: RolloutConfig) -> tuple[list[PolicySpec], Any]:
         if unused:
             raise UsageError(
                 f"--policy-option {','.join(unused)}: not a server option and no checkpoint is evaluated; "
-                "server options are api_key, strategy, timeout_s, retries, keep_alive"
+                "server options are api_key, strategy, timeout_s, retries, keep_alive, sessions"
             )
     return specs, selection
 
@@ -140,7 +141,7 @@ def check_servers(entries: list[PolicyEntry]) -> None:
     Raises:
         UsageError: the first server that fails (one line: unreachable, model not loaded, wrong key).
     """
-    from policies.http.client import PreflightError
+    from policies.http.client import PreflightError, supports_sessions
 
     for entry in entries:
         if entry.spec.kind != "http":
@@ -151,6 +152,9 @@ def check_servers(entries: list[PolicyEntry]) -> None:
             raise UsageError(f"{entry.spec.id}: {exc}") from exc
         try:
             policy.check()
+            if "sessions" not in entry.spec.options and supports_sessions(policy.health):
+                entry.spec = dataclasses.replace(entry.spec, options={**entry.spec.options, "sessions": True})
+                policy.sessions = True  # episodes in parallel, one session each
             entry.settings = rec.to_jsonable(policy.settings())
         except PreflightError as exc:
             raise UsageError(str(exc)) from exc

@@ -61,8 +61,8 @@ class PolicySpec:
 
     @property
     def lane(self) -> str | None:
-        """Episodes of the same lane run one at a time (one server holds one history)."""
-        return self.url
+        """Episodes of the same lane run one at a time (a server without sessions holds one history)."""
+        return None if self.options.get("sessions") else self.url
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as written to ``summary.json``: secrets (the API key) are never included."""

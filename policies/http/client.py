@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from policies.http.protocol import (
     API_KEY_ENV,
     API_KEY_HEADER,
     CLIENT_TIMEOUT_S,
+    SESSION_HEADER,
     STRATEGIES,
     check_url,
 )
@@ -40,7 +42,7 @@ PREFLIGHT_TIMEOUT_S: tuple[float, float] = (5.0, 120.0)
 """(connect, read) timeouts (s) of the pre-flight requests: the team's server loads its model on the
 first ``/reset`` or ``/predict``, which takes far longer than a control step."""
 
-OPTION_NAMES: tuple[str, ...] = ("api_key", "strategy", "timeout_s", "retries", "keep_alive")
+OPTION_NAMES: tuple[str, ...] = ("api_key", "strategy", "timeout_s", "retries", "keep_alive", "sessions")
 """Keyword options of :class:`HTTPPolicy` (``--policy-option KEY=VALUE`` in ``eval.rollout``)."""
 
 
@@ -106,6 +108,9 @@ class HTTPPolicy:
         retries: times a failed ``/predict`` or ``/reset`` is resent (default 0).
         keep_alive: reuse one connection; False (default) opens one per request, as the robot
             client's ``requests.post``.
+        sessions: every episode is its own session (a fresh ``X-Session-Id`` per ``reset``), so
+            that several episodes can run against the server at once; only for a server whose
+            ``/health`` lists ``sessions`` (:func:`supports_sessions`).
     """
 
     name = "http"
@@ -119,6 +124,7 @@ class HTTPPolicy:
         timeout_s: float = CLIENT_TIMEOUT_S,
         retries: int = 0,
         keep_alive: bool = False,
+        sessions: bool = False,
     ) -> None:
         self.url = check_url(url)
         if strategy is not None and strategy not in STRATEGIES:
@@ -132,6 +138,8 @@ class HTTPPolicy:
         self.timeout_s = float(timeout_s)
         self.retries = retries
         self.keep_alive = bool(keep_alive)
+        self.sessions = bool(sessions)
+        self.session_id: str | None = None
         self._session: requests.Session | None = requests.Session() if keep_alive else None
         self.health: dict[str, Any] | None = None
         self.instruction: str | None = None
@@ -144,6 +152,8 @@ class HTTPPolicy:
         self, method: str, route: str, payload: dict[str, Any] | None = None, timeout: Any = None
     ) -> requests.Response:
         headers = {API_KEY_HEADER: self.api_key} if self.api_key else {}
+        if self.session_id is not None:
+            headers[SESSION_HEADER] = self.session_id
         send = self._session.request if self._session is not None else requests.request
         return send(
             method, self.url + route, json=payload, headers=headers, timeout=timeout or self.timeout_s
@@ -250,6 +260,7 @@ class HTTPPolicy:
         self.round_trip_ms = []
         self.server_latency_ms = []
         self.resent = 0
+        self.session_id = uuid.uuid4().hex if self.sessions else None
         self._call("POST", "/reset")
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
@@ -289,6 +300,7 @@ class HTTPPolicy:
             "timeout_s": self.timeout_s,
             "retries": self.retries,
             "keep_alive": self.keep_alive,
+            "sessions": self.sessions,
             "payload": f"client resize to 224x224 (cv2 INTER_LINEAR), JPEG quality {JPEG_QUALITY}, base64",
             "health": self.health,
         }
@@ -299,4 +311,10 @@ class HTTPPolicy:
             self._session = None
 
 
-__all__ = ["OPTION_NAMES", "HTTPPolicy", "PreflightError", "ServerFault"]
+def supports_sessions(health: dict[str, Any] | None) -> bool:
+    """The server's ``/health`` advertises ``X-Session-Id`` sessions (ours does; the team's does not)."""
+    sessions = (health or {}).get("sessions")
+    return isinstance(sessions, dict) and sessions.get("header") == SESSION_HEADER
+
+
+__all__ = ["OPTION_NAMES", "HTTPPolicy", "PreflightError", "ServerFault", "supports_sessions"]
