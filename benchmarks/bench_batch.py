@@ -39,7 +39,7 @@ from eval.results.records import EpisodeRecord  # noqa: E402
 from eval.rollout import plan_episodes  # noqa: E402
 from eval.runner.backends import make_pool  # noqa: E402
 from eval.runner.policy_factory import PolicySpec, checkpoint_specs  # noqa: E402
-from eval.runner.workers import configure_torch  # noqa: E402
+from eval.runner.workers import configure_torch, passive_openmp  # noqa: E402
 from eval.select import REFERENCE_RUN_DIR, resolve_checkpoints  # noqa: E402
 from mvla_sim.facts import EPISODE_ACTIONS, INSTRUCTIONS  # noqa: E402
 
@@ -134,6 +134,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    passive_openmp()  # before torch is imported: the batched model waits for the envs between steps
     results = {"machine": f"{os.cpu_count()} CPU cores", "tiny": tiny_preset(args)}
     if not args.skip_real_size:
         results["real_size"] = real_size(args)

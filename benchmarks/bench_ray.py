@@ -22,6 +22,7 @@ from pathlib import Path
 from bench_batch import reference_spec, rollout  # first: it puts the repository on sys.path
 
 from eval.runner.policy_factory import other_spec
+from eval.runner.workers import passive_openmp
 
 
 def main() -> int:
@@ -32,6 +33,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    passive_openmp()
     cores = os.cpu_count() or 1
     specs = [reference_spec(), other_spec("expert")]
     n = 2 * args.episodes * len(specs)

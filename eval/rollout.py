@@ -46,7 +46,7 @@ from eval.runner.backends import make_pool
 from eval.runner.episode import EpisodeTask, HarnessError, is_server_fault
 from eval.runner.policy_factory import PolicySpec, build_policy, checkpoint_specs, other_spec
 from eval.runner.provenance import check_resume, environment_info
-from eval.runner.workers import configure_torch, make_env
+from eval.runner.workers import configure_torch, make_env, passive_openmp
 from eval.select import SelectionError, resolve_checkpoints
 from policies.messages import one_line
 
@@ -369,6 +369,7 @@ def _dry_run(config: RolloutConfig) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    passive_openmp()  # before anything imports torch
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

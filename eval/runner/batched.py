@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,9 +31,10 @@ import numpy as np
 
 from eval.config import RolloutConfig
 from eval.runner import workers
-from eval.runner.episode import EpisodeTask
+from eval.runner.episode import EpisodeTask, HarnessError
 from eval.runner.policy_factory import PolicySpec, build_policy
 from eval.runner.workers import Result, WorkerPool
+from policies.messages import one_line
 
 logger = logging.getLogger("eval.rollout")
 
@@ -121,10 +123,18 @@ class _Models:
     def __init__(self, plan: list[EpisodeTask]) -> None:
         self.left = Counter(t.spec.id for t in plan)
         self.loaded: dict[str, Any] = {}
+        self.failed: dict[str, Exception] = {}
 
     def get(self, spec: PolicySpec) -> Any:
+        """The spec's policy, loaded once (a load that failed fails again without retrying)."""
+        if spec.id in self.failed:
+            raise self.failed[spec.id]
         if spec.id not in self.loaded:
-            self.loaded[spec.id] = build_policy(spec, None, 0)
+            try:
+                self.loaded[spec.id] = build_policy(spec, None, 0)
+            except Exception as exc:
+                self.failed[spec.id] = exc
+                raise
         return self.loaded[spec.id]
 
     def finished(self, spec: PolicySpec) -> None:
@@ -155,6 +165,12 @@ class BatchedPool(WorkerPool):
     ) -> None:
         self.config, self.torch_needed = config, torch_needed
         self.workers = max(1, min(config.batch, max_tasks))
+        if config.torch_threads > 1 and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+            logger.warning(
+                "--torch-threads %d: idle torch threads spin on the cores the envs need between steps; "
+                "set OMP_WAIT_POLICY=PASSIVE before torch is imported (eval.rollout's command line does)",
+                config.torch_threads,
+            )
         self._pool = None
         context = mp.get_context("spawn")
         self._slots: list[_Slot] = []
@@ -169,22 +185,31 @@ class BatchedPool(WorkerPool):
 
     def _results(self, plan: list[EpisodeTask]) -> Iterator[Result]:
         queue, models = deque(plan), _Models(plan)
-        self._assign(queue)
+        yield from self._assign(queue, models)
         while any(s.task is not None for s in self._slots):
             busy = {s.conn: s for s in self._slots if s.task is not None}
             for conn in wait(list(busy)):
                 result = self._handle(busy[conn], models)
                 if result is not None:
                     yield result
-                    self._assign(queue)
+                    yield from self._assign(queue, models)
             self._step(models)
 
-    def _assign(self, queue: deque[EpisodeTask]) -> None:
+    def _assign(self, queue: deque[EpisodeTask], models: _Models) -> Iterator[Result]:
+        """Give every idle slot the next task; a checkpoint that cannot load fails its task here,
+        as in a worker (a :class:`HarnessError`, not recorded)."""
         for slot in self._slots:
-            if slot.task is None:
+            while slot.task is None:
                 task = _next_task(queue, self._slots)
                 if task is None:
                     return
+                if task.spec.kind == "checkpoint":
+                    try:
+                        models.get(task.spec)
+                    except Exception as exc:  # noqa: BLE001 - CheckpointError and anything else
+                        models.finished(task.spec)
+                        yield HarnessError(task.spec.id, task.cell.name, task.seed, one_line(exc))
+                        continue
                 slot.task = task
                 slot.conn.send(("task", task))
 
@@ -192,7 +217,7 @@ class BatchedPool(WorkerPool):
         """One message of a slot: an episode starts, a step waits for its action, or a result."""
         try:
             kind, payload = slot.conn.recv()
-        except EOFError as exc:
+        except (EOFError, OSError) as exc:
             raise RuntimeError(
                 "a slot process died (out of memory, or a crash in the simulator); finished episodes are "
                 "saved, rerun with the same --out to resume, or without --batch to see the error"

@@ -9,13 +9,18 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from eval.config import RolloutConfig, UsageError
 from eval.results import records as rec
-from eval.rollout import run_rollout
+from eval.rollout import plan_episodes, run_rollout
+from eval.runner.batched import BatchedPool
+from eval.runner.episode import HarnessError
+from eval.runner.policy_factory import PolicySpec
+from eval.runner.workers import WorkerPool
 from eval.select import REPO_ROOT
 
 SMALL = (64, 36)
@@ -60,6 +65,29 @@ def test_batched_records_equal_unbatched_in_the_simulator(tmp_path: Path, tiny_v
     assert len(videos) == 3 * 2 and all(v.exists() and v.parent.name == "out" for v in videos)
     summary = json.loads((batched / "summary.json").read_text())
     assert summary["config"]["batch"] == 3 and (batched / "report.html").exists()
+
+
+def test_a_checkpoint_that_cannot_load_fails_its_episodes_as_in_a_worker(tmp_path: Path, tiny_vla_ckpt: Path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(tiny_vla_ckpt.read_bytes()[:5000])  # truncated
+    config = RolloutConfig(
+        ckpt=[], sides=("left",), lightings=("day",), episodes=2, workers=1, out=tmp_path / "out", videos=0,
+        env_factory="eval_fakes:make_fake_env",
+    )  # fmt: skip
+    specs = [
+        PolicySpec("checkpoint", "bad", path=str(bad), profile="as_trained"),
+        PolicySpec("factory", "core_policy", "eval_fakes:core_policy"),
+    ]
+    plan, _ = plan_episodes(specs, config, set(), tmp_path / "videos")
+    outcomes = []
+    for pool in (WorkerPool(config, True, len(plan)), BatchedPool(replace(config, batch=2), True, len(plan))):
+        with pool:
+            results = list(pool.run(plan, progress=False))
+        errors = sorted((e.policy_id, e.seed, e.error) for e in results if isinstance(e, HarnessError))
+        records = comparable([r.to_dict() for r in results if not isinstance(r, HarnessError)])
+        outcomes.append((errors, records))
+    assert outcomes[0] == outcomes[1]
+    assert len(outcomes[0][0]) == 2 and len(outcomes[0][1]) == 2
 
 
 def test_batch_and_backend_options_are_checked(tmp_path: Path) -> None:
