@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.config import (
+    HTTP_OPTION_NAMES,
     RolloutConfig,
     UsageError,
     build_parser,
@@ -102,7 +103,7 @@ def plan_specs(config: RolloutConfig) -> tuple[list[PolicySpec], Any]:
         if unused:
             raise UsageError(
                 f"--policy-option {','.join(unused)}: not a server option and no checkpoint is evaluated; "
-                "server options are api_key, strategy, timeout_s, retries, keep_alive, sessions"
+                f"server options are {', '.join(HTTP_OPTION_NAMES)}"
             )
     return specs, selection
 
