@@ -36,8 +36,8 @@ sys.path.insert(0, str(REPO_ROOT))
 from eval.config import RolloutConfig  # noqa: E402
 from eval.results import records as rec  # noqa: E402
 from eval.results.records import EpisodeRecord  # noqa: E402
-from eval.rollout import plan_episodes  # noqa: E402
 from eval.runner.backends import make_pool  # noqa: E402
+from eval.runner.plan import plan_episodes  # noqa: E402
 from eval.runner.policy_factory import PolicySpec, checkpoint_specs  # noqa: E402
 from eval.runner.workers import configure_torch, passive_openmp  # noqa: E402
 from eval.select import REFERENCE_RUN_DIR, resolve_checkpoints  # noqa: E402

@@ -26,12 +26,13 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from eval.config import RolloutConfig  # noqa: E402
+from eval.config import RolloutConfig, SceneSettings  # noqa: E402
 from eval.results.records import EpisodeRecord  # noqa: E402
-from eval.rollout import plan_episodes  # noqa: E402
-from eval.runner.policy_factory import PolicySpec, checkpoint_specs, other_spec  # noqa: E402
+from eval.runner.plan import checkpoint_specs, other_spec, plan_episodes  # noqa: E402
+from eval.runner.policy_factory import PolicySpec  # noqa: E402
 from eval.runner.workers import execute_tasks  # noqa: E402
 from eval.select import REFERENCE_RUN_DIR, resolve_checkpoints  # noqa: E402
+from policies.vla.profiles import DEFAULT_PROFILE  # noqa: E402
 
 GOAL_SPEEDUP = 1.6
 
@@ -39,13 +40,13 @@ GOAL_SPEEDUP = 1.6
 def policy_spec(args: argparse.Namespace) -> PolicySpec:
     if args.ckpt:
         return checkpoint_specs(
-            resolve_checkpoints([args.ckpt], Path("runs")).choices[0], ("as_trained",), {}
+            resolve_checkpoints([args.ckpt], Path("runs")).choices[0], (DEFAULT_PROFILE,), {}
         )[0]
     if args.policy:
         return other_spec(args.policy)
     if any(REFERENCE_RUN_DIR.glob("*.ckpt")):
         choice = resolve_checkpoints(["top1"], REFERENCE_RUN_DIR, runs_explicit=True).choices[0]
-        return checkpoint_specs(choice, ("as_trained",), {})[0]
+        return checkpoint_specs(choice, (DEFAULT_PROFILE,), {})[0]
     return other_spec("expert")
 
 
@@ -60,7 +61,7 @@ def run(spec: PolicySpec, workers: int, args: argparse.Namespace) -> tuple[float
             out=Path(tmp),
             videos=args.videos,
             videos_dir=Path(tmp) / "videos",
-            image_size=args.image_size,
+            scene=SceneSettings(image_size=args.image_size),
             seed=args.seed,
         )
         tasks, _ = plan_episodes([spec], config, set(), Path(tmp) / "videos")

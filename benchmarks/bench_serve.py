@@ -30,13 +30,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from eval.config import Cell, RolloutConfig, episode_seed  # noqa: E402
+from eval.config import Cell, RolloutConfig  # noqa: E402
+from eval.results.stats import percentiles  # noqa: E402
 from eval.runner.episode import run_episode  # noqa: E402
+from eval.runner.plan import episode_seed  # noqa: E402
 from eval.runner.policy_factory import PolicySpec  # noqa: E402
 from eval.runner.workers import make_env  # noqa: E402
 from eval.select import REFERENCE_RUN_DIR, resolve_checkpoints  # noqa: E402
 
-KEY = "bench-serve-key"
+KEY = "bench-serve-key-0123456789"
 
 
 def run(
@@ -86,8 +88,8 @@ def start_server(ckpt: Path) -> tuple[subprocess.Popen, str]:
 
 
 def stats(ms: list[float]) -> str:
-    a = np.asarray(ms)
-    return f"p50 {np.percentile(a, 50):6.1f}  p95 {np.percentile(a, 95):6.1f}  mean {a.mean():6.1f} ms"
+    p = percentiles(ms, (50, 95))
+    return f"p50 {p['p50']:6.1f}  p95 {p['p95']:6.1f}  mean {np.mean(ms):6.1f} ms"
 
 
 def main() -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -26,7 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from eval.results.stats import percentiles
 from mvla_sim.facts import CAMERA_NATIVE_SIZE, INSTRUCTIONS
+from policies.base import Policy
+from policies.vla.profiles import DEFAULT_PROFILE, PROFILES
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +36,8 @@ BUDGET_MS = 100.0
 """10 Hz control budget per act() call."""
 
 
-def _percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else math.nan
-
-
 def measure_latency(
-    policy: Any,
+    policy: Policy,
     obs_fn: Callable[[int], dict[str, Any]],
     n: int = 50,
     warmup: int = 5,
@@ -73,9 +71,7 @@ def measure_latency(
     return {
         "n": n,
         "warmup": warmup,
-        "p50_ms": _percentile(times, 50),
-        "p95_ms": _percentile(times, 95),
-        "p99_ms": _percentile(times, 99),
+        **{f"{name}_ms": value for name, value in percentiles(times, (50, 95, 99)).items()},
         "mean_ms": float(np.mean(times)),
         "max_ms": float(np.max(times)),
         "budget_ms": budget_ms,
@@ -121,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--profile",
-        choices=["as_trained", "as_deployed"],
-        default="as_trained",
+        choices=PROFILES,
+        default=DEFAULT_PROFILE,
         help="what the model is shown: its training pipeline, or the team's server + robot client (JPEG transport)",
     )
     parser.add_argument(

@@ -12,6 +12,12 @@ smallest clearance along the path (m, and to what) and the distance to the bottl
 sequences should still succeed in the large majority; ``hard``: beyond it). One video per
 sequence (own scene, by day) goes to ``videos/replay/``; its name ends with the outcome.
 
+``--episodes PATH ...`` replays recorded episode files instead (files or folders, in any layout
+the team writes: collector, v3, v5, read by ``train.episodes.read_episode``): each file's actions,
+open-loop from the nominal start of the scene its instruction names (lighting from its file name's
+``_evening`` suffix), one line per file with its layout, where its instruction came from, the keys
+and the outcome. Exit status 0 when every file succeeds in its own scene, 1 otherwise.
+
 Exit status 0 when the calibration holds, 1 when a sequence behaves unlike the real data.
 """
 
@@ -25,32 +31,33 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-import mvla_sim
 from eval.results.video import EpisodeVideo, caption
-from mvla_sim.facts import LIGHTINGS, REAL_KEY_SEQUENCES, SIDES, RealKeySequence, key_sequence_actions
+from mvla_sim.facts import (
+    INSTRUCTIONS,
+    LIGHTINGS,
+    REAL_KEY_SEQUENCES,
+    SIDES,
+    RealKeySequence,
+    key_sequence_actions,
+)
+from mvla_sim.make import SceneDescription, make_env
+from mvla_sim.task import outcome_from_info
+from train.episodes import (
+    EPISODE_GLOB,
+    EpisodeFormatError,
+    EpisodeNameError,
+    find_episodes,
+    parse_episode_name,
+    read_episode,
+)
+from train.stats import key_of_action
 
 SCENES: tuple[tuple[str, str], ...] = tuple((side, lighting) for side in SIDES for lighting in LIGHTINGS)
 RATE_IMAGE_SIZE = (64, 36)
 """Frame size of the randomized runs (the outcome does not depend on it; 16:9 like the camera)."""
-
-
-def outcome_of(info: dict) -> str:
-    """A one-word outcome of a finished episode's info."""
-    if info["is_success"]:
-        return "success"
-    if info["collided"]:
-        return "collision"
-    if info["side_passed"] == "none":
-        return "not-past-box"
-    if info["side_passed"] != info["instructed_side"]:
-        return "wrong-side"
-    if not info["bottle_in_view"]:
-        return "out-of-view"
-    return "outside-goal"
 
 
 def run_sequence(
@@ -68,18 +75,44 @@ def run_sequence(
     ``randomization=None`` replays from the nominal layout; otherwise the named setting with ``seed``.
     With ``video`` an mp4 is written there (renamed to end with ``__<outcome>.mp4``).
     """
-    options: dict = {"randomize": randomization is not None, "render_mode": "rgb_array" if video else None}
-    if randomization is not None:
-        options["randomization"] = randomization
-    if image_size is not None:
-        options["image_size"] = image_size
-    env = gym.make(mvla_sim.env_id(scene, lighting), **options)
+    actions = np.asarray(key_sequence_actions(keys), dtype=np.float32)
+    return run_actions(
+        actions,
+        list(keys),
+        scene,
+        lighting,
+        seed=seed,
+        randomization=randomization,
+        image_size=image_size,
+        video=video,
+    )
+
+
+def run_actions(
+    actions: np.ndarray,
+    labels: Sequence[str],
+    scene: str,
+    lighting: str,
+    *,
+    seed: int = 0,
+    randomization: str | None = None,
+    image_size: tuple[int, int] | None = None,
+    video: Path | None = None,
+) -> dict:
+    """Step ``actions`` (K, 2 or 3) in the scene, labelled ``labels`` in the video; see ``run_sequence``."""
+    keys = "".join(label if len(label) == 1 else f"[{label}]" for label in labels)
+    scene = SceneDescription(side=scene, lighting=lighting, randomization=randomization or "none")
+    env = make_env(
+        scene,
+        render_mode="rgb_array" if video else None,
+        **({"image_size": image_size} if image_size else {}),
+    )
     writer = EpisodeVideo(video) if video is not None else None
     try:
         obs, info = env.reset(seed=seed)
         if writer is not None:
             writer.append(env.render(), caption(0, None, obs["instruction"], f"keys {keys}"))
-        for step, (key, action) in enumerate(zip(keys, key_sequence_actions(keys), strict=True), start=1):
+        for step, (key, action) in enumerate(zip(labels, actions, strict=True), start=1):
             obs, _, terminated, truncated, info = env.step(np.asarray(action[:2], dtype=np.float32))
             if writer is not None:
                 writer.append(env.render(), caption(step, action, obs["instruction"], f"key {key}"))
@@ -90,7 +123,7 @@ def run_sequence(
             writer.close()
         env.close()
     info = dict(info)
-    info["outcome"] = outcome_of(info)
+    info["outcome"] = outcome_from_info(info)
     if writer is not None:
         final = writer.path.with_name(f"{writer.path.stem}__{info['outcome']}.mp4")
         writer.path.replace(final)
@@ -136,7 +169,7 @@ def calibrate(
     holds = all(
         (outcome == "success") == (cell.split("-")[0] == sequence.side) for cell, outcome in outcomes.items()
     ) and all(
-        outcome == "wrong-side" for cell, outcome in outcomes.items() if cell.split("-")[0] != sequence.side
+        outcome == "wrong_side" for cell, outcome in outcomes.items() if cell.split("-")[0] != sequence.side
     )
     row = CalibrationRow(
         side=sequence.side,
@@ -201,6 +234,88 @@ def format_table(rows: list[CalibrationRow]) -> str:
     return "\n".join(lines)
 
 
+def episode_files(paths: Sequence[Path]) -> list[Path]:
+    """The episode files named by ``paths`` (files, or folders searched for ``episode_*.h5``)."""
+    files: list[Path] = []
+    for path in paths:
+        files.extend(find_episodes(path, EPISODE_GLOB) if path.is_dir() else [path])
+    return files
+
+
+def _scene_of(instruction: str, path: Path) -> tuple[str, str]:
+    """(side, lighting) of a recorded episode: the side its instruction names, the lighting its name's."""
+    sides = [side for side, text in INSTRUCTIONS.items() if text == instruction]
+    sides = sides or [side for side in SIDES if f" {side}" in instruction.lower()]
+    try:
+        name = parse_episode_name(path)
+    except EpisodeNameError:
+        name = None
+    if len(sides) != 1:
+        if name is None:
+            raise EpisodeFormatError(
+                f"{path.name}: instruction {instruction!r} names no side (left or right)"
+            )
+        sides = [name.side]
+    return sides[0], name.lighting if name is not None else "day"
+
+
+def replay_episode_file(path: Path, videos: Path | None) -> dict:
+    """Replay a recorded episode's actions (after its ``episode_start`` frame) in its own scene."""
+    episode = read_episode(path, load_images=False, instruction_from_name=True)
+    side, lighting = _scene_of(episode.instruction, path)
+    actions = episode.actions[1:]
+    labels = [key_of_action(a) for a in actions]
+    video = None if videos is None else videos / f"{path.stem}__{side}-{lighting}-medium.mp4"
+    info = run_actions(actions, labels, side, lighting, video=video)
+    return {
+        "file": path.name,
+        "layout": episode.layout,
+        "instruction_source": episode.instruction_source,
+        "channel_order": episode.channel_order,
+        "scene": f"{side}-{lighting}",
+        "keys": " ".join(labels),
+        "outcome": info["outcome"],
+        "video": info.get("video"),
+    }
+
+
+def format_episode_table(rows: list[dict]) -> str:
+    """The Markdown table of ``--episodes``: one line per file."""
+    lines = [
+        "| file | layout | instruction from | colour order | scene | keys | outcome |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = (
+            r["file"],
+            r["layout"],
+            r["instruction_source"],
+            r["channel_order"],
+            r["scene"],
+            r["keys"],
+            r["outcome"],
+        )
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _replay_files(paths: Sequence[Path], videos: Path | None, quiet: bool) -> int:
+    try:
+        files = episode_files(paths)
+        if not files:
+            raise FileNotFoundError(f"no episode files in {', '.join(str(p) for p in paths)}")
+        rows = [
+            replay_episode_file(p, videos) for p in tqdm(files, desc="episodes", unit="ep", disable=quiet)
+        ]
+    except (FileNotFoundError, EpisodeFormatError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_episode_table(rows))
+    failed = [r["file"] for r in rows if r["outcome"] != "success"]
+    print(f"\n{len(rows) - len(failed)}/{len(rows)} recorded episodes succeed in their own scene")
+    return 1 if failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m eval.replay",
@@ -227,12 +342,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="default",
         help="randomization setting of --randomized: 'default' (the real set-up's repeatability) or 'hard'",
     )
+    parser.add_argument(
+        "--episodes",
+        type=Path,
+        nargs="+",
+        metavar="PATH",
+        help="replay these recorded episode files or folders (collector, v3 or v5 layout) instead of the real "
+        "key sequences",
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the table as JSON here")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.randomized < 0:
         parser.exit(2, f"error: --randomized {args.randomized} must be 0 or more seeds\n")
     videos = None if args.no_videos else args.videos_dir
+    if args.episodes:
+        return _replay_files(args.episodes, videos, args.quiet)
     rows = []
     for sequence in tqdm(REAL_KEY_SEQUENCES, desc="sequences", unit="seq", disable=args.quiet):
         rows.append(calibrate(sequence, videos, args.randomized, args.randomization, progress=not args.quiet))

@@ -1,42 +1,35 @@
 """mvla_sim: the Gymnasium environment of the Mobile VLA corridor task, in PyBullet.
 
-Owns the scene specs and their loading, world building, the omni-wheel base and its drive
-models, the camera and lighting, the success and metric logic, and the registration of the env
-ids on import. It must not import torch, ``policies``, ``train`` or ``eval``.
+Rooms: ``facts`` (the real robot's constants and key table, stdlib-only), ``scene`` (scene specs
+and layouts), ``world`` / ``robot`` / ``camera`` / ``topdown`` (building, driving and drawing in
+PyBullet), ``task`` (side passed, goal zone, success, SPL and the one outcome taxonomy), ``env``
+(:class:`~mvla_sim.env.MobileVLAEnv`), ``registration`` (the ids) and ``make`` (the one env
+factory, :func:`make_env` from a :class:`SceneDescription`), and ``files`` (the one atomic
+writer, stdlib-only, that every package uses).
+
+Importing the package registers the ids with Gymnasium: at once when gymnasium is already
+imported, else the moment it is (a post-import hook), so that ``import mvla_sim.facts`` stays
+free of gymnasium and pybullet. It must not import torch, ``policies``, ``train`` or ``eval``.
 """
 
 from __future__ import annotations
 
-import gymnasium as gym
+from typing import Any
 
-from mvla_sim.facts import EPISODE_ACTIONS, LIGHTINGS, SIDES
+import wrapt
 
-ENV_IDS: dict[tuple[str, str], str] = {
-    ("left", "day"): "MobileVLA-1BoxLeft-v0",
-    ("right", "day"): "MobileVLA-1BoxRight-v0",
-    ("left", "evening"): "MobileVLA-1BoxLeft-Evening-v0",
-    ("right", "evening"): "MobileVLA-1BoxRight-Evening-v0",
-}
+from mvla_sim.facts import EPISODE_ACTIONS
+from mvla_sim.registration import ENV_IDS, env_id, register_envs
+
+wrapt.when_imported("gymnasium")(register_envs)
 
 
-def env_id(side: str, lighting: str) -> str:
-    """The registered id for a side (``left``/``right``) and a lighting (``day``/``evening``)."""
-    try:
-        return ENV_IDS[(side, lighting)]
-    except KeyError:
-        raise ValueError(
-            f"no env for side={side!r}, lighting={lighting!r}; sides {SIDES}, lightings {LIGHTINGS}"
-        ) from None
+def __getattr__(name: str) -> Any:  # the factory imports gymnasium and pybullet: only when used
+    if name in ("SceneDescription", "make_env"):
+        from mvla_sim import make
+
+        return getattr(make, name)
+    raise AttributeError(f"module 'mvla_sim' has no attribute {name!r}")
 
 
-for (_side, _lighting), _id in ENV_IDS.items():
-    if _id not in gym.registry:
-        gym.register(
-            id=_id,
-            entry_point="mvla_sim.env:MobileVLAEnv",
-            kwargs={"side": _side, "lighting": _lighting},
-            max_episode_steps=None,
-            disable_env_checker=False,
-        )
-
-__all__ = ["ENV_IDS", "EPISODE_ACTIONS", "env_id"]
+__all__ = ["ENV_IDS", "EPISODE_ACTIONS", "SceneDescription", "env_id", "make_env"]

@@ -33,7 +33,14 @@ from mvla_sim.facts import (
 )
 from mvla_sim.robot import DRIVE_MODELS, OmniBase, body_velocity
 from mvla_sim.scene import DEFAULT_SCENE, Layout, load_scene_spec, sample_layout
-from mvla_sim.task import GoalCheck, SideTracker, footprint_clearances, shortest_path_length, spl
+from mvla_sim.task import (
+    GoalCheck,
+    SideTracker,
+    episode_outcome,
+    footprint_clearances,
+    shortest_path_length,
+    spl,
+)
 from mvla_sim.topdown import TopDownMap, side_by_side
 from mvla_sim.world import CorridorWorld
 
@@ -42,6 +49,25 @@ DEFAULT_IMAGE_SIZE = (256, 144)
 RENDER_HEIGHT = 360
 VIEW_TARGET_HEIGHT = 0.6
 """The bottle counts as in view when this fraction of its height (its label) is in the view."""
+
+
+ENV_OPTIONS: tuple[str, ...] = (
+    "side",
+    "lighting",
+    "obstacle_distance",
+    "randomize",
+    "randomization",
+    "image_size",
+    "drive_model",
+    "throttle_percent",
+    "max_steps",
+    "terminate_on_success",
+    "renderer",
+    "lens_distortion",
+    "render_mode",
+    "scene_spec",
+)
+"""The keyword arguments of :class:`MobileVLAEnv`."""
 
 
 class MobileVLAEnv(gym.Env):
@@ -71,9 +97,11 @@ class MobileVLAEnv(gym.Env):
     Drive models: ``throttle`` (default, the real motor driver: only the direction
     ``atan2(linear_y, linear_x)`` counts and the base moves at the calibrated speed of that
     direction at 50 % throttle: forward (W/S) 0.391 m/s, strafe (A/D) 0.334 m/s, diagonal (Q/E/Z/C)
-    0.320 m/s, interpolated in between, i.e. 0.156 / 0.134 / 0.128 m per key press; planar
-    magnitude under 0.15 stops) and ``velocity`` (proportional: ``linear_x / 1.15`` of the forward
-    speed, ``linear_y / 1.15`` of the strafe speed). The speeds, like the scene's dimensions, are
+    0.320 m/s, interpolated in between, i.e. 0.156 / 0.134 / 0.128 m per key press) and
+    ``velocity`` (proportional: ``linear_x / 1.15`` of the forward speed, ``linear_y / 1.15`` of the
+    strafe speed). Both first apply the real robot client's rule, whatever produced the action: it
+    stops unless ``|linear_x|`` or ``|linear_y|`` exceeds 0.1, and drives toward the heading rounded
+    toward zero to whole degrees, so (0.12, 0) is a whole W press and (0.1, 0.05) does nothing. The speeds, like the scene's dimensions, are
     fitted to the teleoperators' real key sequences (see Calibration below).
 
     ## Observation Space
@@ -99,13 +127,16 @@ class MobileVLAEnv(gym.Env):
     setting: ``"default"`` stays within the real set-up's repeatability (start and box +-3 cm,
     start yaw +-1 deg, box yaw +-3 deg, bottle +-5 cm, pitch +-2 deg, speed +-3 %); ``"hard"``
     goes beyond it (+-5 cm / +-3 deg, box +-8 x 6 cm / +-5 deg, bottle +-8 cm, pitch +-3 deg, speed
-    +-10 %). The same seed gives the same frames, bit for bit.
+    +-10 %). The same seed gives the same frames, bit for bit. ``reset(options={"nominal": True})``
+    (or ``{"randomization": "none" | "default" | "hard"}``) changes the setting for that episode
+    alone, e.g. to replay a real episode from the nominal layout.
 
     ## Episode End
 
     - Termination: the base touches the box, the bottle or a wall (``info["collided"]``).
     - Termination (only with ``terminate_on_success=True``): the success rule holds.
-    - Truncation: ``max_steps`` actions (default 17, the real protocol: 18 frames).
+    - Truncation: ``max_steps`` actions (default 17, the real protocol: 18 frames). The ids are
+      registered with ``max_episode_steps=17``; ``mvla_sim.make_env(..., max_steps=N)`` sets both.
 
     ## Success rule
 
@@ -116,7 +147,9 @@ class MobileVLAEnv(gym.Env):
     inside the camera's field of view (3 deg margin) and not occluded. ``info["spl"]`` weights
     success by the shortest path around the instructed side (taut-string approximation);
     ``info["min_clearance_m"]`` is the smallest gap kept to the box, the bottle or a wall
-    (``info["min_clearance_to"]``).
+    (``info["min_clearance_to"]``). When the episode ends, ``info["outcome"]`` says how it is
+    judged, one of ``mvla_sim.task.OUTCOMES`` (``success``, ``collision``, ``box_not_passed``,
+    ``wrong_side``, ``bottle_not_in_view``, ``goal_not_reached``; ``None`` before the end).
 
     ## Calibration
 
@@ -139,11 +172,11 @@ class MobileVLAEnv(gym.Env):
     | lighting | from the id | ``"day"`` or ``"evening"`` |
     | obstacle_distance | ``"medium"`` | ``"close"``, ``"medium"`` or ``"far"`` |
     | randomize | ``True`` | domain randomization of poses, light, colours, camera pitch, speed |
-    | randomization | ``"default"`` | ``"default"`` (the real set-up's repeatability) or ``"hard"`` (wider) |
+    | randomization | ``"default"`` | ``"default"`` (the real set-up's repeatability), ``"hard"`` (wider) or ``"none"`` (nominal) |
     | image_size | ``(256, 144)`` | observation (width, height) in pixels |
     | drive_model | ``"throttle"`` | ``"throttle"`` or ``"velocity"`` |
     | throttle_percent | ``50.0`` | throttle of the real driver, 10-100 % |
-    | max_steps | ``17`` | actions before truncation |
+    | max_steps | ``17`` | actions before truncation; through ``gym.make`` pass ``max_episode_steps`` too (the id's TimeLimit is 17), or use ``mvla_sim.make_env(..., max_steps=N)`` |
     | terminate_on_success | ``False`` | end the episode as soon as the success rule holds |
     | renderer | ``"tiny"`` | ``"tiny"`` (CPU TinyRenderer) or ``"egl"`` (GPU, where it loads) |
     | lens_distortion | ``0.0`` | mild barrel distortion like the real lens, e.g. 0.15 |
@@ -191,30 +224,25 @@ class MobileVLAEnv(gym.Env):
     ) -> None:
         if unknown:
             raise TypeError(
-                f"unknown MobileVLAEnv option(s) {sorted(unknown)}; valid options are "
-                "side, lighting, obstacle_distance, randomize, randomization, image_size, drive_model, throttle_percent, "
-                "max_steps, terminate_on_success, renderer, lens_distortion, render_mode, scene_spec"
+                f"unknown MobileVLAEnv option(s) {sorted(unknown)}; valid options are {', '.join(ENV_OPTIONS)}"
             )
-        _check_choice("side", side, SIDES)
-        _check_choice("lighting", lighting, LIGHTINGS)
-        _check_choice("obstacle_distance", obstacle_distance, OBSTACLE_DISTANCES)
-        _check_choice("drive_model", drive_model, DRIVE_MODELS)
-        _check_choice("renderer", renderer, RENDERERS)
+        width, height = check_env_options(
+            side=side,
+            lighting=lighting,
+            obstacle_distance=obstacle_distance,
+            drive_model=drive_model,
+            renderer=renderer,
+            image_size=image_size,
+            throttle_percent=throttle_percent,
+            max_steps=max_steps,
+            lens_distortion=lens_distortion,
+        )
         _check_choice("render_mode", render_mode, (None, *self.metadata["render_modes"]))
-        width, height = _check_image_size(image_size)
-        if not 10.0 <= float(throttle_percent) <= 100.0:
-            raise ValueError(
-                f"throttle_percent={throttle_percent!r} must be within 10-100 (the real driver's range)"
-            )
-        if int(max_steps) < 1:
-            raise ValueError(f"max_steps={max_steps!r} must be a positive number of actions")
-        if not 0.0 <= float(lens_distortion) <= 1.0:
-            raise ValueError(f"lens_distortion={lens_distortion!r} must be within [0, 1] (0.1-0.2 is mild)")
 
         self.spec_scene = load_scene_spec(scene_spec)
-        _check_choice("randomization", randomization, tuple(self.spec_scene.randomization))
+        _check_choice("randomization", randomization, ("none", *self.spec_scene.randomization))
         self.side, self.lighting, self.obstacle_distance = side, lighting, obstacle_distance
-        self.randomize = bool(randomize)
+        self.randomize = bool(randomize) and randomization != "none"
         self.randomization = randomization if self.randomize else "none"
         self.drive_model = drive_model
         self.throttle_percent = float(throttle_percent)
@@ -231,30 +259,32 @@ class MobileVLAEnv(gym.Env):
             }
         )
         self.action_space = spaces.Box(ACTION_LOW, ACTION_HIGH, shape=(2,), dtype=np.float32)
+        self._build_world(width, height, renderer, float(lens_distortion))
+        self.layout: Layout | None = None
+        self._seed: int | None = None
 
+    def _build_world(self, width: int, height: int, renderer: str, lens_distortion: float) -> None:
+        """This env's own PyBullet client with the corridor, the robot, the camera (and the map)."""
         with _quiet_stdout():  # PyBullet's C code prints "argv[0]=" on every DIRECT connect
             self._client = bullet_client.BulletClient(connection_mode=p.DIRECT)
         self._client.configureDebugVisualizer(p.COV_ENABLE_GUI, 0)
         self.world = CorridorWorld(self._client, self.spec_scene)
         self.robot = OmniBase(self._client, self.spec_scene.robot, self.spec_scene.drive)
-        self.camera = Camera(
-            self._client, self.spec_scene.robot, width, height, renderer, float(lens_distortion)
-        )
-        self._map = TopDownMap(self.spec_scene, RENDER_HEIGHT) if render_mode == "rgb_array" else None
-        self.layout: Layout | None = None
-        self._seed: int | None = None
+        self.camera = Camera(self._client, self.spec_scene.robot, width, height, renderer, lens_distortion)
+        self._map = TopDownMap(self.spec_scene, RENDER_HEIGHT) if self.render_mode == "rgb_array" else None
 
     # -- gymnasium API ---------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self._seed = seed
+        randomization = self._reset_randomization(options)
         self.layout = sample_layout(
             self.spec_scene,
             self.side,
             self.lighting,
             self.obstacle_distance,
             self.np_random,
-            self.randomization if self.randomize else False,
+            randomization if randomization != "none" else False,
         )
         self.world.place(self.layout)
         self.robot.reset(*self.layout.start_xy, self.layout.start_yaw)
@@ -375,6 +405,22 @@ class MobileVLAEnv(gym.Env):
         return steps
 
     # -- internals -------------------------------------------------------------------------------
+    def _reset_randomization(self, options: dict[str, Any] | None) -> str:
+        """This episode's randomization: the env's, or ``options["randomization"]`` for one reset
+        (``"none"`` gives the nominal layout; ``options={"nominal": True}`` says the same)."""
+        options = dict(options or {})
+        unknown = sorted(set(options) - {"randomization", "nominal"})
+        if unknown:
+            raise ValueError(
+                f"reset(options=...) got unknown key(s) {unknown}; valid keys are 'randomization' "
+                "('none', 'default', 'hard') and 'nominal' (True: the nominal layout)"
+            )
+        if options.get("nominal"):
+            return "none"
+        level = options.get("randomization", self.randomization)
+        _check_choice("options['randomization']", level, ("none", *self.spec_scene.randomization))
+        return level
+
     def _validate_action(self, action) -> np.ndarray:
         arr = np.asarray(action, dtype=np.float64)
         if arr.shape not in ((2,), (3,)):
@@ -435,9 +481,22 @@ class MobileVLAEnv(gym.Env):
     def _info(self, done: bool, goal: GoalCheck | None = None, success: bool = False) -> dict[str, Any]:
         goal = goal or self._goal_check()
         sc = self.spec_scene.success
+        near_goal = goal.near_goal(sc.goal_radius_m, sc.min_goal_distance_m)
+        outcome = None
+        if done:
+            outcome = episode_outcome(
+                success=success,
+                collided=self._collided,
+                side_passed=self._tracker.side_passed,
+                instructed_side=self.side,
+                near_goal=near_goal,
+                bottle_in_view=goal.bottle_in_view,
+            )
         return {
             "is_success": bool(success),
-            "in_goal_zone": goal.in_goal_zone(sc.goal_radius_m, sc.min_goal_distance_m),
+            "outcome": outcome,
+            "in_goal_zone": near_goal and goal.bottle_in_view,
+            "near_goal": near_goal,
             "collided": self._collided,
             "side_passed": self._tracker.side_passed,
             "instructed_side": self.side,
@@ -481,6 +540,37 @@ def _quiet_stdout() -> Iterator[None]:
         os.dup2(saved, fd)
         os.close(saved)
         os.close(devnull)
+
+
+def check_env_options(
+    *,
+    side: str,
+    lighting: str,
+    obstacle_distance: str,
+    drive_model: str,
+    renderer: str,
+    image_size: Any,
+    throttle_percent: float,
+    max_steps: int,
+    lens_distortion: float,
+) -> tuple[int, int]:
+    """Check the env's options (``ValueError`` naming the bad one and the valid values); returns
+    the image size as ``(width, height)``. The env and :class:`mvla_sim.make.SceneDescription`
+    (and so every command line that builds envs) check with this one function."""
+    _check_choice("side", side, SIDES)
+    _check_choice("lighting", lighting, LIGHTINGS)
+    _check_choice("obstacle_distance", obstacle_distance, OBSTACLE_DISTANCES)
+    _check_choice("drive_model", drive_model, DRIVE_MODELS)
+    _check_choice("renderer", renderer, RENDERERS)
+    if not 10.0 <= float(throttle_percent) <= 100.0:
+        raise ValueError(
+            f"throttle_percent={throttle_percent!r} must be within 10-100 (the real driver's range)"
+        )
+    if int(max_steps) < 1:
+        raise ValueError(f"max_steps={max_steps!r} must be a positive number of actions")
+    if not 0.0 <= float(lens_distortion) <= 1.0:
+        raise ValueError(f"lens_distortion={lens_distortion!r} must be within [0, 1] (0.1-0.2 is mild)")
+    return _check_image_size(image_size)
 
 
 def _check_choice(name: str, value: Any, valid: tuple) -> None:

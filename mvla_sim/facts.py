@@ -7,6 +7,8 @@ without pulling in the simulator.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 KEY_ACTION_VALUE: float = 1.15
@@ -41,8 +43,75 @@ KEY_ACTIONS: dict[str, tuple[float, float, float]] = {
 }
 """Teleoperation key -> [linear_x, linear_y, angular_z]; +y is left, +angular_z is CCW."""
 
+CLIENT_DEAD_ZONE: float = 0.1
+"""The robot client drives only when ``|linear_x|`` or ``|linear_y|`` exceeds this (data units)."""
+
+
+def client_command(linear_x: float, linear_y: float) -> tuple[float, float] | None:
+    """What the real robot client does with an action: the direction it drives, or ``None`` (stop).
+
+    The ROS 2 client (FACTS.md, "How the team deploys") stops unless a component exceeds
+    :data:`CLIENT_DEAD_ZONE`, else drives toward ``int(degrees(atan2(linear_y, linear_x)))`` at the
+    set throttle: the magnitude never sets the speed. Returns that heading as a unit vector
+    ``(cos, sin)``. This is the one dead zone of the project, applied on the robot side of the loop
+    (the simulator's drive) whichever policy or profile produced the action.
+    """
+    if not (abs(linear_x) > CLIENT_DEAD_ZONE or abs(linear_y) > CLIENT_DEAD_ZONE):
+        return None
+    heading = math.radians(int(math.degrees(math.atan2(linear_y, linear_x))))
+    return math.cos(heading), math.sin(heading)
+
+
 MOVE_KEYS: tuple[str, ...] = ("W", "Q", "A", "Z", "S", "C", "D", "E")
 """The eight planar movement keys, counter-clockwise from forward (W) in 45 degree steps."""
+
+STOP_KEY: str = " "
+"""The space bar: the all-zero action (stop)."""
+
+STOP_CHAR: str = "_"
+"""The space bar as one printable character in key strings (``"WWAQ_"``)."""
+
+KEY_CHARS: dict[str, str] = {key: (STOP_CHAR if key == STOP_KEY else key) for key in KEY_ACTIONS}
+"""Each key of :data:`KEY_ACTIONS` as its character in key strings."""
+
+NO_KEY_CHAR: str = "?"
+"""An action that is no key press (e.g. a continuous one), in key strings."""
+
+KEY_MATCH_ATOL: float = 1e-3
+"""An action matches a key when every component is within this of the key's action (data units)."""
+
+
+def key_of_action(action: Iterable[float], atol: float = KEY_MATCH_ATOL) -> str | None:
+    """The key of :data:`KEY_ACTIONS` whose action equals ``action``, or None when none does.
+
+    ``action`` is ``[linear_x, linear_y]`` or ``[linear_x, linear_y, angular_z]`` (a missing
+    ``angular_z`` is 0); the space bar is :data:`STOP_KEY`.
+    """
+    values = [float(v) for v in action][:3]
+    padded = values + [0.0] * (3 - len(values))
+    for key, key_action in KEY_ACTIONS.items():
+        if all(abs(a - b) <= atol for a, b in zip(padded, key_action, strict=True)):
+            return key
+    return None
+
+
+def key_char_of_action(action: Iterable[float], atol: float = KEY_MATCH_ATOL) -> str:
+    """The key of ``action`` as one printable character: the key, :data:`STOP_CHAR` for the space
+    bar, :data:`NO_KEY_CHAR` when it is no key press."""
+    key = key_of_action(action, atol)
+    return NO_KEY_CHAR if key is None else KEY_CHARS[key]
+
+
+def key_of_char(char: str) -> str:
+    """The key of :data:`KEY_ACTIONS` that a key-string character stands for (``_`` -> space bar).
+
+    Raises:
+        ValueError: ``char`` names no key.
+    """
+    for key, key_char in KEY_CHARS.items():
+        if key_char == char:
+            return key
+    raise ValueError(f"{char!r} is no teleoperation key; valid: {''.join(KEY_CHARS.values())}")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pybullet as p
 
-from mvla_sim.facts import KEY_ACTION_VALUE
+from mvla_sim.facts import CLIENT_DEAD_ZONE, KEY_ACTION_VALUE, client_command
 from mvla_sim.scene import DriveSpec, RobotSpec
 
 DRIVE_MODELS: tuple[str, ...] = ("throttle", "velocity")
@@ -46,31 +46,31 @@ def body_velocity(
 ) -> tuple[float, float, float]:
     """Map an action [linear_x, linear_y, angular_z] (data units) to body velocities (m/s, m/s, rad/s).
 
-    ``throttle``: the real motor driver uses only the direction atan2(linear_y, linear_x) and drives
-    at the calibrated speed of that direction (forward, diagonal and strafe speeds of the scene
-    spec, interpolated in between), scaled by the throttle; actions whose planar magnitude is
-    under the dead zone stop.
-    ``velocity``: proportional, ``linear_x / 1.15`` of the forward speed and ``linear_y / 1.15`` of
-    the strafe speed.
+    Every action first passes the real robot client (:func:`mvla_sim.facts.client_command`): it
+    stops unless ``|linear_x|`` or ``|linear_y|`` exceeds 0.1, else keeps only the direction,
+    rounded toward zero to whole degrees. ``throttle`` (the real motor driver) then drives that
+    direction at its calibrated speed (forward, diagonal and strafe speeds of the scene spec,
+    interpolated in between), scaled by the throttle; ``velocity`` (proportional, not the real
+    driver) drives ``linear_x / 1.15`` of the forward speed and ``linear_y / 1.15`` of the strafe
+    speed. ``angular_z`` (never sent by the real client) turns at the spec's yaw rate when its
+    magnitude exceeds the same dead zone.
     """
     lx, ly, az = (float(v) for v in action)
     scale = throttle_percent / drive.throttle_percent * speed_scale
+    direction = client_command(lx, ly)
+    wz = math.copysign(drive.yaw_rate_radps, az) if abs(az) > CLIENT_DEAD_ZONE else 0.0
+    if drive_model not in DRIVE_MODELS:
+        raise ValueError(f"drive_model={drive_model!r} is not valid; choose one of {list(DRIVE_MODELS)}")
+    if direction is None:
+        return 0.0, 0.0, wz
     if drive_model == "throttle":
-        if math.hypot(lx, ly) < drive.dead_zone:
-            vx = vy = 0.0
-        else:
-            heading = math.atan2(ly, lx)
-            speed = drive.speed_mps(heading) * scale
-            vx, vy = speed * math.cos(heading), speed * math.sin(heading)
-        wz = 0.0 if abs(az) < drive.dead_zone else math.copysign(drive.yaw_rate_radps, az)
-        return vx, vy, wz
-    if drive_model == "velocity":
-        return (
-            lx / KEY_ACTION_VALUE * drive.forward_speed_mps * scale,
-            ly / KEY_ACTION_VALUE * drive.strafe_speed_mps * scale,
-            az * drive.yaw_rate_radps / KEY_ACTION_VALUE,
-        )
-    raise ValueError(f"drive_model={drive_model!r} is not valid; choose one of {list(DRIVE_MODELS)}")
+        speed = drive.speed_mps(math.atan2(direction[1], direction[0])) * scale
+        return speed * direction[0], speed * direction[1], wz
+    return (
+        lx / KEY_ACTION_VALUE * drive.forward_speed_mps * scale,
+        ly / KEY_ACTION_VALUE * drive.strafe_speed_mps * scale,
+        wz,
+    )
 
 
 class OmniBase:

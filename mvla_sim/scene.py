@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field, fields
@@ -86,13 +87,13 @@ class StartSpec:
 
 @dataclass(frozen=True)
 class DriveSpec:
-    """The drive: speeds per key direction at ``throttle_percent`` (m/s), dead zone, yaw rate."""
+    """The drive: speeds per key direction at ``throttle_percent`` (m/s) and yaw rate (the dead zone
+    is the robot client's, :data:`mvla_sim.facts.CLIENT_DEAD_ZONE`)."""
 
     forward_speed_mps: float
     strafe_speed_mps: float
     diagonal_speed_mps: float
     throttle_percent: float
-    dead_zone: float
     yaw_rate_radps: float
     substep_m: float
 
@@ -299,9 +300,16 @@ def sample_layout(
         raise ValueError(
             f"randomization={randomize!r} is not valid; choose one of {list(spec.randomization)} or False"
         )
+    nominal = nominal_layout(spec, side, lighting, obstacle_distance)
+    if level == "none":
+        return nominal
+    return _jittered(nominal, level, spec.randomization[level], rng)
+
+
+def nominal_layout(spec: SceneSpec, side: str, lighting: str, obstacle_distance: str) -> Layout:
+    """The layout of the marks on the floor: robot, box and bottle on the centre line, nothing drawn."""
     box_x = spec.obstacle_distance_m[obstacle_distance]
-    light = spec.lighting[lighting]
-    nominal = Layout(
+    return Layout(
         side=side,
         lighting=lighting,
         obstacle_distance=obstacle_distance,
@@ -314,13 +322,14 @@ def sample_layout(
         camera_pitch_deg=spec.robot.camera_pitch_deg,
         speed_scale=1.0,
         light_scale=1.0,
-        light_direction=tuple(float(v) for v in light.light_direction),
+        light_direction=tuple(float(v) for v in spec.lighting[lighting].light_direction),
         color_scale=(1.0, 1.0, 1.0),
         tint=(1.0, 1.0, 1.0),
     )
-    if level == "none":
-        return nominal
-    r = spec.randomization[level]
+
+
+def _jittered(nominal: Layout, level: str, r: RandomizationSpec, rng: np.random.Generator) -> Layout:
+    """``nominal`` with every randomized quantity drawn from ``r``'s ranges (in a fixed draw order)."""
 
     def sym(half: float, n: int | None = None) -> Any:
         return rng.uniform(-half, half, size=n)
@@ -328,14 +337,11 @@ def sample_layout(
     start = np.array(nominal.start_xy) + sym(1.0, 2) * np.array(r.start_xy_m)
     box = np.array(nominal.box_center) + sym(1.0, 2) * np.array(r.box_xy_m)
     bottle = np.array(nominal.bottle_xy) + sym(1.0, 2) * np.array(r.bottle_xy_m)
-    direction = np.array(light.light_direction, dtype=float)
     az = np.deg2rad(sym(r.light_direction_deg))
     rot = np.array([[np.cos(az), -np.sin(az), 0.0], [np.sin(az), np.cos(az), 0.0], [0.0, 0.0, 1.0]])
-    direction = rot @ direction
-    return Layout(
-        side=side,
-        lighting=lighting,
-        obstacle_distance=obstacle_distance,
+    direction = rot @ np.array(nominal.light_direction, dtype=float)
+    return dataclasses.replace(
+        nominal,
         randomization=level,
         start_xy=(float(start[0]), float(start[1])),
         start_yaw=float(np.deg2rad(sym(r.start_yaw_deg))),

@@ -1,4 +1,6 @@
-"""The navigation task: which side of the box the robot passed, the goal zone, success and SPL."""
+"""The navigation task: which side of the box the robot passed, the goal zone, success, SPL, and
+the one taxonomy of episode outcomes (:data:`OUTCOMES`, :func:`episode_outcome`) that the env's
+``info``, ``eval.rollout`` and ``eval.replay`` all use."""
 
 from __future__ import annotations
 
@@ -73,8 +75,69 @@ class GoalCheck:
     in_front: bool
     bottle_in_view: bool
 
+    def near_goal(self, goal_radius: float, min_distance: float) -> bool:
+        """In front of the bottle and within the goal distances, whether or not it is in view."""
+        return self.in_front and min_distance <= self.distance_to_goal <= goal_radius
+
     def in_goal_zone(self, goal_radius: float, min_distance: float) -> bool:
-        return self.in_front and self.bottle_in_view and min_distance <= self.distance_to_goal <= goal_radius
+        return self.bottle_in_view and self.near_goal(goal_radius, min_distance)
+
+
+OUTCOMES: tuple[str, ...] = (
+    "success",
+    "collision",
+    "box_not_passed",
+    "wrong_side",
+    "bottle_not_in_view",
+    "goal_not_reached",
+)
+"""How an episode that ran to its end is judged, first match wins: ``success``; ``collision``
+(touched the box, the bottle or a wall); ``box_not_passed`` (never crossed the box's centre
+line); ``wrong_side`` (passed the box on the side the instruction did not name);
+``bottle_not_in_view`` (in front of the bottle and within the goal distances, but the camera does
+not see it); ``goal_not_reached`` (anything else: ended outside the goal zone)."""
+
+TIMEOUT_OUTCOMES: tuple[str, ...] = ("box_not_passed", "goal_not_reached")
+"""Failures that are time-outs: the horizon ran out before the goal (no collision, no wrong side)."""
+
+
+def episode_outcome(
+    *,
+    success: bool,
+    collided: bool,
+    side_passed: str,
+    instructed_side: str,
+    near_goal: bool,
+    bottle_in_view: bool,
+) -> str:
+    """The outcome (one of :data:`OUTCOMES`) of an episode that ended in this state."""
+    if success:
+        return "success"
+    if collided:
+        return "collision"
+    if side_passed == "none":
+        return "box_not_passed"
+    if side_passed != instructed_side:
+        return "wrong_side"
+    if near_goal and not bottle_in_view:
+        return "bottle_not_in_view"
+    return "goal_not_reached"
+
+
+def outcome_from_info(info: dict, instructed_side: str | None = None) -> str:
+    """The outcome of a finished episode from its final ``info``: the env's own ``info["outcome"]``
+    when present, else judged by :func:`episode_outcome` from the info's fields (for envs that
+    report ``is_success``, ``collided``, ``side_passed``, ``near_goal`` and ``bottle_in_view``)."""
+    if info.get("outcome"):
+        return str(info["outcome"])
+    return episode_outcome(
+        success=bool(info.get("is_success")),
+        collided=bool(info.get("collided")),
+        side_passed=str(info.get("side_passed") or "none"),
+        instructed_side=str(instructed_side or info.get("instructed_side")),
+        near_goal=bool(info.get("near_goal")),
+        bottle_in_view=bool(info.get("bottle_in_view", True)),
+    )
 
 
 def rectangle_corners(x: np.ndarray, y: np.ndarray, yaw: np.ndarray, hx: float, hy: float) -> np.ndarray:

@@ -10,6 +10,7 @@ Rooms:
   ``client``, the server ``python -m policies.http.serve``).
 - ``scripted/``: the privileged expert (it reads the env's ``scene_state()``) and the baselines.
 - ``messages``: one-line error formatting shared by the rooms.
+- ``options``: ``--policy-option KEY=VALUE`` parsing for the CLIs that build policies.
 
 It knows nothing of the simulator beyond the observation/action contract; it must not import
 ``train`` or ``eval``.

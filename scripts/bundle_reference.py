@@ -18,14 +18,13 @@ copied too. Files are written atomically.
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
+
+from mvla_sim.files import atomic_path, atomic_write_bytes
 
 DROP = ("optimizer_states", "lr_schedulers")
 NAME = re.compile(r"^epoch_epoch=(\d+)-val_loss=val_loss=(\d+\.\d+)\.ckpt$")
@@ -49,11 +48,8 @@ def slim_copy(src: Path, dst: Path, best_k: dict[str, float] | None, note: str) 
         worst = max(best_k, key=best_k.get)
         state["kth_best_model_path"], state["kth_value"] = worst, torch.tensor(best_k[worst])
     ckpt["mvla_sim_note"] = note
-    with tempfile.NamedTemporaryFile(dir=dst.parent, prefix=f".{dst.name}.", delete=False) as fh:
-        torch.save(ckpt, fh)
-        tmp = Path(fh.name)
-    tmp.chmod(0o644)
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        torch.save(ckpt, tmp)
 
 
 def main(argv: list[str]) -> int:
@@ -108,9 +104,9 @@ def main(argv: list[str]) -> int:
         target.mkdir(exist_ok=True)
         for name in ("metrics.csv", "hparams.yaml"):
             if (version / name).is_file():
-                shutil.copy2(version / name, target / name)
+                atomic_write_bytes(target / name, (version / name).read_bytes())
     if (args.run / "config.json").is_file():
-        shutil.copy2(args.run / "config.json", args.dest / "config.json")
+        atomic_write_bytes(args.dest / "config.json", (args.run / "config.json").read_bytes())
     return 0
 
 

@@ -55,6 +55,7 @@ import numpy as np
 from scipy.optimize import brentq, differential_evolution, minimize
 
 from mvla_sim.facts import EPISODE_ACTIONS, KEY_ACTIONS, KEY_PRESS_DURATION_S, REAL_KEY_SEQUENCES
+from mvla_sim.files import atomic_write_text
 from mvla_sim.scene import DEFAULT_SCENE
 
 REQUIRED_MARGIN_M = 0.10
@@ -507,7 +508,7 @@ def write_spec(path: Path, spec: dict, theta: np.ndarray, report: dict, best: fl
         "fitted": {p.name: r for p, r in zip(PARAMS, report["parameters"], strict=True)},
         "sequences": report["sequences"],
     }
-    path.write_text(dumps(out) + "\n", encoding="utf-8")
+    atomic_write_text(path, dumps(out) + "\n")
 
 
 def verify(spec: dict, model: Model, theta: np.ndarray) -> bool:

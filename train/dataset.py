@@ -38,7 +38,11 @@ Images: the real pipeline squashes the whole 16:9 frame to a square (PIL bilinea
 Colour: real frames were saved straight from the camera's ``bgr8`` image, and the real training
 code fed them to the model as if RGB. ``channel_order`` says how the frames of a source are stored:
 ``"bgr"`` swaps them to RGB on read, ``"rgb"`` (the default, what the real training did) keeps
-them. Set it per source (``EpisodeSource``) when mixing real and simulated folders.
+them, ``"file"`` follows each file's own record (``Episode.channel_order``: the ``channel_order``
+attribute, else bgr for the team's files and rgb for this project's older ones), so every frame
+reaches the model in true colours. Set it per source (``EpisodeSource``) when mixing real and
+simulated folders. Files of every layout the team writes (collector, v3, v5) mix freely: they are
+read by ``train.episodes.read_episode``, which detects each file's layout.
 
 Split: ``split="sorted"`` is the real one (the first ``train_fraction`` of the file names in sorted
 order train, the rest validate); ``split="stratified"`` (default) splits each scenario
@@ -72,11 +76,11 @@ from torch.utils.data import Dataset
 
 from mvla_sim.facts import mirror_instruction
 from policies.vla.processors import resize_frame
-from train.episodes import EPISODE_GLOB, find_episodes, read_episode, read_frames, scenario_of
+from train.episodes import CHANNEL_ORDERS, EPISODE_GLOB, find_episodes, read_episode, read_frames, scenario_of
 
 logger = logging.getLogger(__name__)
 
-ChannelOrder = Literal["rgb", "bgr"]
+ChannelOrder = Literal["rgb", "bgr", "file"]
 MirrorMode = Literal["none", "random", "double"]
 SplitMethod = Literal["sorted", "stratified"]
 Subset = Literal["train", "val", "all"]
@@ -89,7 +93,7 @@ ACTION_CLAMP = 1.0
 DEFAULT_SPLIT_SEED = 123
 """The ``seed`` of the real run's config."""
 
-_CHANNEL_ORDERS = ("rgb", "bgr")
+_CHANNEL_ORDERS = (*CHANNEL_ORDERS, "file")
 _MIRROR_MODES = ("none", "random", "double")
 _SPLITS = ("sorted", "stratified")
 _SUBSETS = ("train", "val", "all")
@@ -104,7 +108,8 @@ class EpisodeSource:
     Attributes:
         path: a folder, searched with ``pattern``, or a single ``.h5`` file.
         pattern: glob inside the folder, e.g. the real run's ``"episode_2025111*.h5"``.
-        channel_order: channel order of the stored frames (``"bgr"`` is swapped to RGB on read).
+        channel_order: channel order of the stored frames (``"bgr"`` is swapped to RGB on read;
+            ``"file"``: each file's recorded order).
     """
 
     path: Path
@@ -226,6 +231,100 @@ def _as_sources(
     return result
 
 
+def _check_settings(
+    *,
+    windows: str,
+    subset: str,
+    mirror: str,
+    cache: str,
+    window_size: int,
+    fwd_pred_next_n: int,
+    image_size: int | None,
+    mirror_prob: float,
+) -> None:
+    """Raise ``ValueError`` naming the first bad setting of :class:`EpisodeWindowDataset`."""
+    for name, value, allowed in (
+        ("windows", windows, _WINDOW_MODES),
+        ("subset", subset, _SUBSETS),
+        ("mirror", mirror, _MIRROR_MODES),
+        ("cache", cache, _CACHE_MODES),
+    ):
+        if value not in allowed:
+            raise ValueError(f"{name}={value!r} must be one of {list(allowed)}")
+    if window_size < 1 or fwd_pred_next_n < 1:
+        raise ValueError(f"window_size={window_size!r} and fwd_pred_next_n={fwd_pred_next_n!r} must be >= 1")
+    if image_size is not None and image_size < 1:
+        raise ValueError(f"image_size={image_size!r} must be a positive int or None")
+    if not 0.0 <= mirror_prob <= 1.0:
+        raise ValueError(f"mirror_prob={mirror_prob!r} must be in [0, 1]")
+
+
+def _files_by_colour(sources: list[EpisodeSource]) -> dict[Path, ChannelOrder]:
+    """Every episode file of the sources with its stored channel order.
+
+    Raises:
+        ValueError: no episode file in any source (the message names the folders and patterns).
+    """
+    color_of: dict[Path, ChannelOrder] = {}
+    for source in sources:
+        for p in source.files():
+            color_of[p] = source.channel_order
+    if not color_of:
+        where = ", ".join(f"{s.path}/{s.pattern}" if s.path.is_dir() else str(s.path) for s in sources)
+        raise ValueError(f"no episode files found in {where}")
+    return color_of
+
+
+def _choose(
+    files: list[Path], subset: str, split: SplitMethod, train_fraction: float, seed: int
+) -> list[Path]:
+    """The episode files of ``subset`` (``"all"``: every file, in name order).
+
+    Raises:
+        ValueError: the split leaves ``subset`` empty (the message says how to fix it).
+    """
+    if subset == "all":
+        return sorted(files, key=_name_key)
+    train, val = split_episodes(files, split, train_fraction, seed)
+    chosen = train if subset == "train" else val
+    if not chosen:
+        raise ValueError(_empty_split_message(subset, split, files, train_fraction))
+    return chosen
+
+
+def _episode_info(path: Path, channel_order: ChannelOrder, instruction_from_name: bool) -> EpisodeInfo:
+    """What the dataset keeps of an episode file (its actions, not its images)."""
+    ep = read_episode(path, load_images=False, instruction_from_name=instruction_from_name)
+    assert ep.image_shape is not None
+    return EpisodeInfo(
+        path=path,
+        num_frames=ep.num_frames,
+        frame_shape=tuple(ep.image_shape[1:]),  # type: ignore[arg-type]
+        instruction=ep.instruction,
+        scenario=scenario_of(path),
+        channel_order=ep.channel_order if channel_order == "file" else channel_order,  # type: ignore[arg-type]
+        actions=ep.actions,
+    )
+
+
+def _window_starts(
+    episodes: list[EpisodeInfo], windows: str, window_size: int, fwd_pred_next_n: int
+) -> list[tuple[int, int]]:
+    """``(episode index, start frame)`` of every sample of a window mode (module docstring)."""
+    if windows == "real":
+        span = window_size + fwd_pred_next_n
+        return [
+            (i, start)
+            for i, info in enumerate(episodes)
+            for start in range(max(info.num_frames - span, 0) + 1)
+        ]
+    if windows == "episode":
+        return [(i, 0) for i in range(len(episodes))]
+    return [
+        (i, end - window_size + 1) for i, info in enumerate(episodes) for end in range(1, info.num_frames)
+    ]
+
+
 class EpisodeWindowDataset(Dataset):
     """Training windows over episode files in the real format (see the module docstring).
 
@@ -280,23 +379,16 @@ class EpisodeWindowDataset(Dataset):
         instruction_from_name: bool = False,
         windows: WindowMode = "real",
     ) -> None:
-        if windows not in _WINDOW_MODES:
-            raise ValueError(f"windows={windows!r} must be one of {list(_WINDOW_MODES)}")
-        if subset not in _SUBSETS:
-            raise ValueError(f"subset={subset!r} must be one of {list(_SUBSETS)}")
-        if mirror not in _MIRROR_MODES:
-            raise ValueError(f"mirror={mirror!r} must be one of {list(_MIRROR_MODES)}")
-        if cache not in _CACHE_MODES:
-            raise ValueError(f"cache={cache!r} must be one of {list(_CACHE_MODES)}")
-        if window_size < 1 or fwd_pred_next_n < 1:
-            raise ValueError(
-                f"window_size={window_size!r} and fwd_pred_next_n={fwd_pred_next_n!r} must be >= 1"
-            )
-        if image_size is not None and image_size < 1:
-            raise ValueError(f"image_size={image_size!r} must be a positive int or None")
-        if not 0.0 <= mirror_prob <= 1.0:
-            raise ValueError(f"mirror_prob={mirror_prob!r} must be in [0, 1]")
-
+        _check_settings(
+            windows=windows,
+            subset=subset,
+            mirror=mirror,
+            cache=cache,
+            window_size=window_size,
+            fwd_pred_next_n=fwd_pred_next_n,
+            image_size=image_size,
+            mirror_prob=mirror_prob,
+        )
         self.window_size = window_size
         self.fwd_pred_next_n = fwd_pred_next_n
         self.image_size = image_size
@@ -309,68 +401,19 @@ class EpisodeWindowDataset(Dataset):
         self.split = split
 
         self.sources = _as_sources(sources, pattern, channel_order)
-        color_of: dict[Path, ChannelOrder] = {}
-        for source in self.sources:
-            for p in source.files():
-                color_of[p] = source.channel_order
-        if not color_of:
-            where = ", ".join(
-                f"{s.path}/{s.pattern}" if s.path.is_dir() else str(s.path) for s in self.sources
-            )
-            raise ValueError(f"no episode files found in {where}")
-
-        if subset == "all":
-            chosen = sorted(color_of, key=_name_key)
-        else:
-            train, val = split_episodes(color_of, split, train_fraction, seed)
-            chosen = train if subset == "train" else val
-            if not chosen:
-                raise ValueError(_empty_split_message(subset, split, list(color_of), train_fraction))
-
-        self.episodes: list[EpisodeInfo] = []
-        for p in chosen:
-            ep = read_episode(p, load_images=False, instruction_from_name=instruction_from_name)
-            assert ep.image_shape is not None
-            self.episodes.append(
-                EpisodeInfo(
-                    path=p,
-                    num_frames=ep.num_frames,
-                    frame_shape=tuple(ep.image_shape[1:]),  # type: ignore[arg-type]
-                    instruction=ep.instruction,
-                    scenario=scenario_of(p),
-                    channel_order=color_of[p],
-                    actions=ep.actions,
-                )
-            )
+        color_of = _files_by_colour(self.sources)
+        chosen = _choose(list(color_of), subset, split, train_fraction, seed)
+        self.episodes = [_episode_info(p, color_of[p], instruction_from_name) for p in chosen]
         self.window_mode = windows
-        span = window_size + fwd_pred_next_n
-        if windows == "real":
-            self.windows: list[tuple[int, int]] = [
-                (i, start)
-                for i, info in enumerate(self.episodes)
-                for start in range(max(info.num_frames - span, 0) + 1)
-            ]
-        elif windows == "episode":
-            self.windows = [(i, 0) for i in range(len(self.episodes))]
+        self.windows = _window_starts(self.episodes, windows, window_size, fwd_pred_next_n)
+        if windows == "episode":
             self.episode_len = max(info.num_frames for info in self.episodes)
-        else:
-            self.windows = [
-                (i, end - window_size + 1)
-                for i, info in enumerate(self.episodes)
-                for end in range(1, info.num_frames)
-            ]
         self._cache: dict[int, np.ndarray] = {}
         self._cache_bytes = 0
         logger.info(
             "%s episodes: %d of %d (split=%s), %d windows of %d frames + %d actions, mirror=%s",
-            subset,
-            len(self.episodes),
-            len(color_of),
-            split,
-            len(self.windows),
-            window_size,
-            fwd_pred_next_n,
-            mirror,
+            *(subset, len(self.episodes), len(color_of), split, len(self.windows)),
+            *(window_size, fwd_pred_next_n, mirror),
         )
 
     def __len__(self) -> int:

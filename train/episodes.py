@@ -17,6 +17,28 @@ every reader resizes to the model's square input anyway, so only the aspect rati
 The writer chunks ``images`` one frame per chunk so that a window of frames reads without
 decompressing the whole episode; chunking is invisible to readers (h5py returns the same arrays).
 
+Layouts. The team has written three layouts; ``read_episode`` tells them apart by the file's keys
+(never by its name) and returns the same ``Episode`` for all three, with ``Episode.layout``:
+
+| layout      | images                 | actions | events                 | instruction                         |
+|-------------|------------------------|---------|------------------------|-------------------------------------|
+| ``collector`` (Nov 2025, the table above) | ``images``  | ``actions`` (T, 3) | ``action_event_types`` | ``language_instruction`` (1,) S256 |
+| ``v3`` (the collector's mode 2, ``mobile_vla_dataset_v3``) | ``images`` | ``actions`` (T, 3) | ``action_event_types`` | root attribute ``task`` |
+| ``v5`` (the team's current data) | ``observations/images`` | ``actions`` (N, 3) | none stored | ``language_instruction`` (1,) S256 |
+
+Detection: ``observations/images`` means v5; root ``images`` with a ``language_instruction`` dataset
+means collector; root ``images`` with a ``task`` attribute and no ``language_instruction`` means v3;
+root ``images`` with neither is a collector file from before the instruction was added. A file in
+none of them fails with one line naming the keys it has. Where a file stores no event types (v5,
+and v3 files without them) they are derived from the actions as the collector writes them
+(``event_types_for_actions``). ``write_episode(..., layout=)`` writes each layout.
+
+Recorded per file (fields of ``Episode``): ``layout``; ``instruction_source`` (``language_instruction``,
+``attrs['task']`` or ``file name``); ``channel_order`` (``rgb``/``bgr``), read from the root attribute
+``channel_order`` that ``write_episode`` stores in every layout, else ``rgb`` for this project's
+simulated files written before the attribute (``source="mvla_sim"``), else ``bgr`` (the team's
+camera publishes ``bgr8`` and the collector stores it as it comes); ``channel_order_source`` says which.
+
 Root attributes: ``episode_name`` (the file name without ``.h5``), ``total_duration`` (s),
 ``num_frames``, ``action_chunk_size`` (8: a collector constant, not the training chunk of 10),
 ``obstacle_layout_type`` ("hori"), ``time_period``, ``collection_datetime`` (ISO 8601),
@@ -39,8 +61,9 @@ Facts learned from the public code that a reader of these files must know:
   does (``EpisodeName.lighting``). Simulated episodes written here store ``"evening"`` or
   ``"day"`` from their lighting.
 - Colour: the collector saved frames straight from a ``bgr8`` image, so real ``images`` are BGR
-  although the training code treats them as RGB. This module stores and returns arrays as given;
-  channel order is a reader's setting (``train.dataset``'s ``channel_order``).
+  although the training code treats them as RGB. This module stores and returns arrays as given
+  and records their order (``Episode.channel_order``); whether to swap is a reader's setting
+  (``train.dataset``'s ``channel_order``, where ``"file"`` follows each file's record).
 """
 
 from __future__ import annotations
@@ -48,7 +71,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,6 +89,7 @@ from mvla_sim.facts import (
     OBSTACLE_DISTANCES,
     SIDES,
 )
+from mvla_sim.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +97,27 @@ IMAGES_KEY = "images"
 ACTIONS_KEY = "actions"
 EVENT_TYPES_KEY = "action_event_types"
 INSTRUCTION_KEY = "language_instruction"
+
+V5_IMAGES_KEY = "observations/images"
+V3_INSTRUCTION_ATTR = "task"
+CHANNEL_ORDER_ATTR = "channel_order"
+
+LAYOUT_COLLECTOR = "collector"
+LAYOUT_V3 = "v3"
+LAYOUT_V5 = "v5"
+EPISODE_LAYOUTS: tuple[str, ...] = (LAYOUT_COLLECTOR, LAYOUT_V3, LAYOUT_V5)
+"""The episode layouts the team has written (see the module docstring)."""
+
+CHANNEL_ORDERS: tuple[str, ...] = ("rgb", "bgr")
+REAL_CAMERA_CHANNEL_ORDER = "bgr"
+"""What the team's camera node publishes (``bgr8``) and the collector stores."""
+
+INSTRUCTION_FROM_DATASET = INSTRUCTION_KEY
+INSTRUCTION_FROM_TASK_ATTR = f"attrs[{V3_INSTRUCTION_ATTR!r}]"
+INSTRUCTION_FROM_NAME = "file name"
+
+SIM_SOURCE = "mvla_sim"
+"""Value of the ``source`` attribute of the episodes this project generates."""
 
 ACTION_DIM = 3
 """Columns of ``actions``: linear_x, linear_y, angular_z."""
@@ -293,8 +337,16 @@ class Episode:
         actions: float32 (T, 3) ``[linear_x, linear_y, angular_z]`` in data units.
         event_types: T strings out of ``EVENT_TYPES``.
         instruction: the language instruction (at most 256 UTF-8 bytes).
-        attrs: root attributes (``ATTR_KEYS``; extra keys are written as well).
+        attrs: root attributes (``ATTR_KEYS``; extra keys are written as well). The layout's own
+            records (``channel_order``, v3's ``task``) live in the fields below, not here.
         image_shape: (T, H, W, 3); taken from ``images`` when they are present.
+        layout: the file layout it was read from or is meant for (``EPISODE_LAYOUTS``).
+        channel_order: ``"rgb"`` or ``"bgr"``: the order of the stored ``images``.
+        channel_order_source: where ``channel_order`` came from: ``"attribute"`` (the file records
+            it), ``"mvla_sim default"`` or ``"camera default"`` (see the module docstring), or
+            ``"given"`` for an episode built in memory.
+        instruction_source: where the instruction was read: ``"language_instruction"``,
+            ``"attrs['task']"``, ``"file name"``, or ``"given"``.
     """
 
     images: np.ndarray | None
@@ -303,6 +355,10 @@ class Episode:
     instruction: str
     attrs: dict[str, Any] = field(default_factory=dict)
     image_shape: tuple[int, ...] | None = None
+    layout: str = LAYOUT_COLLECTOR
+    channel_order: str = "rgb"
+    channel_order_source: str = "given"
+    instruction_source: str = "given"
 
     def __post_init__(self) -> None:
         if self.images is not None:
@@ -323,6 +379,12 @@ class Episode:
             EpisodeFormatError: naming ``source`` (default: the episode name) and the bad key.
         """
         where = source or self.name
+        if self.layout not in EPISODE_LAYOUTS:
+            raise EpisodeFormatError(f"{where}: layout={self.layout!r} is not one of {list(EPISODE_LAYOUTS)}")
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise EpisodeFormatError(
+                f"{where}: channel_order={self.channel_order!r} is not one of {list(CHANNEL_ORDERS)}"
+            )
         actions = self.actions
         if not isinstance(actions, np.ndarray) or actions.ndim != 2 or actions.shape[1] != ACTION_DIM:
             raise EpisodeFormatError(
@@ -336,18 +398,7 @@ class Episode:
         if not np.all(np.isfinite(actions)):
             raise EpisodeFormatError(f"{where}: {ACTIONS_KEY!r} holds non-finite values")
         if self.images is not None:
-            images = self.images
-            if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[-1] != 3:
-                raise EpisodeFormatError(
-                    f"{where}: malformed {IMAGES_KEY!r}: expected (T, H, W, 3) uint8, got {_describe(images)}"
-                )
-            if images.dtype != np.uint8:
-                raise EpisodeFormatError(f"{where}: {IMAGES_KEY!r} must be uint8, got {images.dtype}")
-            if images.shape[0] != num_frames:
-                raise EpisodeFormatError(
-                    f"{where}: {IMAGES_KEY!r} has {images.shape[0]} frames but {ACTIONS_KEY!r} "
-                    f"has {num_frames}"
-                )
+            self._check_images(where, num_frames)
         if len(self.event_types) != num_frames:
             raise EpisodeFormatError(
                 f"{where}: {EVENT_TYPES_KEY!r} has {len(self.event_types)} entries but "
@@ -371,6 +422,19 @@ class Episode:
         if declared is not None and int(declared) != num_frames:
             raise EpisodeFormatError(
                 f"{where}: attribute 'num_frames'={declared} but the datasets hold {num_frames} frames"
+            )
+
+    def _check_images(self, where: str, num_frames: int) -> None:
+        images = self.images
+        if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[-1] != 3:
+            raise EpisodeFormatError(
+                f"{where}: malformed {IMAGES_KEY!r}: expected (T, H, W, 3) uint8, got {_describe(images)}"
+            )
+        if images.dtype != np.uint8:
+            raise EpisodeFormatError(f"{where}: {IMAGES_KEY!r} must be uint8, got {images.dtype}")
+        if images.shape[0] != num_frames:
+            raise EpisodeFormatError(
+                f"{where}: {IMAGES_KEY!r} has {images.shape[0]} frames but {ACTIONS_KEY!r} has {num_frames}"
             )
 
 
@@ -439,11 +503,14 @@ def make_episode(
     collection_datetime: datetime | None = None,
     time_period: str | None = None,
     extra_attrs: Mapping[str, Any] | None = None,
+    channel_order: str = "rgb",
+    layout: str = LAYOUT_COLLECTOR,
 ) -> Episode:
     """Build a valid ``Episode`` from frames and actions, filling events and attributes.
 
     ``actions`` may be (T, 2) ``[linear_x, linear_y]`` (angular_z is then 0) or (T, 3); it is
-    cast to float32. ``images`` must be uint8 (T, H, W, 3).
+    cast to float32. ``images`` must be uint8 (T, H, W, 3), in ``channel_order`` (the env's
+    frames are RGB); ``layout`` is the one ``write_episode`` writes by default.
 
     Raises:
         EpisodeFormatError: if the result is not a valid episode.
@@ -460,6 +527,8 @@ def make_episode(
         event_types=list(event_types) if event_types is not None else event_types_for_actions(actions),
         instruction=instruction,
         attrs=attrs,
+        layout=layout,
+        channel_order=channel_order,
     )
     episode.validate()
     return episode
@@ -476,17 +545,24 @@ def write_episode(
     *,
     overwrite: bool = False,
     compression_level: int = 4,
+    layout: str | None = None,
 ) -> Path:
-    """Write ``episode`` to ``path`` in the real layout, atomically.
+    """Write ``episode`` to ``path`` in one of the team's layouts, atomically.
 
-    The file is written to a hidden temporary file in the same folder and moved into place with
-    ``os.replace``; on any error the temporary file is removed and ``path`` is untouched.
+    ``layout`` is ``"collector"``, ``"v3"`` or ``"v5"`` (module docstring; default
+    ``episode.layout``). Every layout also gets the root attribute ``channel_order``. The file is
+    written through ``mvla_sim.files.atomic_path``: on any error ``path`` is untouched and no
+    temporary file is left.
 
     Raises:
-        EpisodeFormatError: if the episode is invalid or lacks an attribute of ``ATTR_KEYS``.
+        EpisodeFormatError: if the episode is invalid, lacks an attribute of ``ATTR_KEYS`` or the
+            layout is unknown.
         FileExistsError: if ``path`` exists and ``overwrite`` is false.
     """
     path = Path(path)
+    layout = episode.layout if layout is None else layout
+    if layout not in EPISODE_LAYOUTS:
+        raise EpisodeFormatError(f"{path.name}: layout={layout!r} is not one of {list(EPISODE_LAYOUTS)}")
     if episode.images is None:
         raise EpisodeFormatError(f"{path.name}: cannot write an episode read without images")
     episode.validate(source=path.name)
@@ -505,45 +581,29 @@ def write_episode(
         raise FileExistsError(f"{path}: episode file exists (pass overwrite=True to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
 
-    # A hidden, unique name beside the target (so os.replace stays on one file system); created
-    # by h5py itself so that the file gets the usual permissions (umask), unlike mkstemp's 0600.
-    tmp = path.parent / f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
-    try:
-        with h5py.File(tmp, "x") as f:
-            _write_content(f, episode, compression_level)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "x") as f:
+        _write_content(f, episode, layout, compression_level)
     return path
 
 
-def _write_content(f: h5py.File, episode: Episode, compression_level: int) -> None:
+def _write_content(f: h5py.File, episode: Episode, layout: str, compression_level: int) -> None:
     for key, value in episode.attrs.items():
         f.attrs[key] = value
+    f.attrs[CHANNEL_ORDER_ATTR] = episode.channel_order
     images = episode.images
     assert images is not None
-    f.create_dataset(
-        IMAGES_KEY,
-        data=images,
-        chunks=(1, *images.shape[1:]),
-        compression=_H5_COMPRESSION,
-        compression_opts=compression_level,
-    )
-    f.create_dataset(
-        ACTIONS_KEY, data=episode.actions, compression=_H5_COMPRESSION, compression_opts=compression_level
-    )
-    f.create_dataset(
-        EVENT_TYPES_KEY,
-        data=np.array(episode.event_types, dtype=h5py.string_dtype(encoding="utf-8")),
-        compression=_H5_COMPRESSION,
-        compression_opts=compression_level,
-    )
-    f.create_dataset(
-        INSTRUCTION_KEY, data=np.array([episode.instruction.encode("utf-8")], dtype=INSTRUCTION_DTYPE)
-    )
+    gzip = {"compression": _H5_COMPRESSION, "compression_opts": compression_level}
+    images_key = V5_IMAGES_KEY if layout == LAYOUT_V5 else IMAGES_KEY
+    f.create_dataset(images_key, data=images, chunks=(1, *images.shape[1:]), **gzip)
+    f.create_dataset(ACTIONS_KEY, data=episode.actions, **gzip)
+    if layout != LAYOUT_V5:
+        events = np.array(episode.event_types, dtype=h5py.string_dtype(encoding="utf-8"))
+        f.create_dataset(EVENT_TYPES_KEY, data=events, **gzip)
+    if layout == LAYOUT_V3:
+        f.attrs[V3_INSTRUCTION_ATTR] = episode.instruction
+    else:
+        instruction = np.array([episode.instruction.encode("utf-8")], dtype=INSTRUCTION_DTYPE)
+        f.create_dataset(INSTRUCTION_KEY, data=instruction)
 
 
 # --------------------------------------------------------------------------------------------
@@ -588,22 +648,57 @@ def read_episode(
 
 
 def read_frames(path: str | os.PathLike[str], start: int, stop: int) -> np.ndarray:
-    """Frames ``start:stop`` of an episode's ``images`` as uint8 (n, H, W, 3), without the rest.
+    """Frames ``start:stop`` of an episode's images (any layout) as uint8 (n, H, W, 3), without the rest.
 
     Raises:
-        EpisodeFormatError: if the file or its ``images`` dataset cannot be read.
+        EpisodeFormatError: if the file or its images cannot be read.
     """
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
-            images = _require(f, path, IMAGES_KEY, "(T, H, W, 3) uint8")
+            images = _images_dataset(f, path, detect_layout(f, path))
             return np.asarray(images[start:stop])
     except EpisodeFormatError:
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise EpisodeFormatError(
-            f"{path.name}: cannot read {IMAGES_KEY!r} ({type(exc).__name__}: {exc})"
+            f"{path.name}: cannot read its images ({type(exc).__name__}: {exc})"
         ) from exc
+
+
+def _found_keys(f: h5py.File) -> str:
+    datasets: list[str] = []
+    f.visititems(lambda name, node: datasets.append(name) if isinstance(node, h5py.Dataset) else None)
+    return f"datasets {sorted(datasets)} and attributes {sorted(f.attrs)}"
+
+
+def detect_layout(f: h5py.File, path: str | os.PathLike[str]) -> str:
+    """The layout of an open episode file, from its keys (see the module docstring).
+
+    Raises:
+        EpisodeFormatError: one line naming the keys found when the file is in no known layout.
+    """
+    if V5_IMAGES_KEY in f:
+        return LAYOUT_V5
+    if IMAGES_KEY in f:
+        if INSTRUCTION_KEY not in f and V3_INSTRUCTION_ATTR in f.attrs:
+            return LAYOUT_V3
+        return LAYOUT_COLLECTOR
+    raise EpisodeFormatError(
+        f"{Path(path).name}: not an episode in any known layout (collector: images, actions, "
+        f"action_event_types, language_instruction; v3: images, actions, attrs['task']; v5: "
+        f"observations/images, actions, language_instruction); found {_found_keys(f)}"
+    )
+
+
+def _images_dataset(f: h5py.File, path: Path, layout: str) -> h5py.Dataset:
+    key = V5_IMAGES_KEY if layout == LAYOUT_V5 else IMAGES_KEY
+    images_ds = _require(f, path, key, "(T, H, W, 3) uint8")
+    if images_ds.ndim != 4 or images_ds.shape[-1] != 3 or images_ds.dtype != np.uint8:
+        raise EpisodeFormatError(
+            f"{path.name}: malformed dataset {key!r}: expected (T, H, W, 3) uint8, got {_describe(images_ds)}"
+        )
+    return images_ds
 
 
 def _require(f: h5py.File, path: Path, key: str, expected: str) -> h5py.Dataset:
@@ -635,32 +730,11 @@ def _attr_value(value: object) -> Any:
     return value
 
 
-def _read_open(
-    f: h5py.File, path: Path, load_images: bool, strict_attrs: bool, instruction_from_name: bool
-) -> Episode:
+def _read_instruction(f: h5py.File, path: Path, layout: str, from_name: bool) -> tuple[str, str]:
+    """The instruction and where it was read (``Episode.instruction_source``)."""
     name = path.name
-    images_ds = _require(f, path, IMAGES_KEY, "(T, H, W, 3) uint8")
-    if images_ds.ndim != 4 or images_ds.shape[-1] != 3 or images_ds.dtype != np.uint8:
-        raise EpisodeFormatError(
-            f"{name}: malformed dataset {IMAGES_KEY!r}: expected (T, H, W, 3) uint8, got {_describe(images_ds)}"
-        )
-    actions_ds = _require(f, path, ACTIONS_KEY, "(T, 3) float32")
-    if actions_ds.ndim != 2 or actions_ds.shape[1] != ACTION_DIM or actions_ds.dtype.kind != "f":
-        raise EpisodeFormatError(
-            f"{name}: malformed dataset {ACTIONS_KEY!r}: expected (T, 3) float32, got {_describe(actions_ds)}"
-        )
-    events_ds = _require(f, path, EVENT_TYPES_KEY, "(T,) UTF-8 str")
-    if events_ds.ndim != 1 or not _is_string_dtype(events_ds.dtype):
-        raise EpisodeFormatError(
-            f"{name}: malformed dataset {EVENT_TYPES_KEY!r}: expected (T,) UTF-8 str, got {_describe(events_ds)}"
-        )
-    num_frames = int(actions_ds.shape[0])
-    for key, ds in ((IMAGES_KEY, images_ds), (EVENT_TYPES_KEY, events_ds)):
-        if int(ds.shape[0]) != num_frames:
-            raise EpisodeFormatError(
-                f"{name}: dataset {key!r} has {ds.shape[0]} frames but {ACTIONS_KEY!r} has {num_frames}"
-            )
-
+    if layout == LAYOUT_V3:
+        return _to_str(f.attrs[V3_INSTRUCTION_ATTR]), INSTRUCTION_FROM_TASK_ATTR
     if INSTRUCTION_KEY in f:
         instr_ds = _require(f, path, INSTRUCTION_KEY, "(1,) S256")
         if instr_ds.size != 1 or not _is_string_dtype(instr_ds.dtype):
@@ -668,33 +742,91 @@ def _read_open(
                 f"{name}: malformed dataset {INSTRUCTION_KEY!r}: expected (1,) S256, got {_describe(instr_ds)}"
             )
         raw = instr_ds[()]
-        instruction = _to_str(np.asarray(raw).reshape(-1)[0] if np.ndim(raw) else raw)
-    elif instruction_from_name:
+        return _to_str(np.asarray(raw).reshape(-1)[0] if np.ndim(raw) else raw), INSTRUCTION_FROM_DATASET
+    if from_name:
         try:
-            instruction = INSTRUCTIONS[parse_episode_name(path).side]
+            return INSTRUCTIONS[parse_episode_name(path).side], INSTRUCTION_FROM_NAME
         except EpisodeNameError as exc:
             raise EpisodeFormatError(
                 f"{name}: missing dataset {INSTRUCTION_KEY!r} and no side in the file name ({exc})"
             ) from exc
-    else:
-        raise EpisodeFormatError(f"{name}: missing dataset {INSTRUCTION_KEY!r} (expected (1,) S256)")
+    raise EpisodeFormatError(f"{name}: missing dataset {INSTRUCTION_KEY!r} (expected (1,) S256)")
+
+
+def _channel_order_of(attrs: dict[str, Any], path: Path) -> tuple[str, str]:
+    """The stored channel order and its source; removes the record from ``attrs``."""
+    recorded = attrs.pop(CHANNEL_ORDER_ATTR, None)
+    if recorded is not None:
+        if recorded not in CHANNEL_ORDERS:
+            raise EpisodeFormatError(
+                f"{path.name}: attribute {CHANNEL_ORDER_ATTR}={recorded!r} is not one of {list(CHANNEL_ORDERS)}"
+            )
+        return str(recorded), "attribute"
+    if attrs.get("source") == SIM_SOURCE:
+        return "rgb", "mvla_sim default"
+    return REAL_CAMERA_CHANNEL_ORDER, "camera default"
+
+
+def _read_events(f: h5py.File, path: Path, layout: str, actions: np.ndarray) -> list[str]:
+    if EVENT_TYPES_KEY not in f:
+        if layout == LAYOUT_COLLECTOR:
+            raise EpisodeFormatError(
+                f"{path.name}: missing dataset {EVENT_TYPES_KEY!r} (expected (T,) UTF-8 str)"
+            )
+        return event_types_for_actions(actions)
+    events_ds = _require(f, path, EVENT_TYPES_KEY, "(T,) UTF-8 str")
+    if events_ds.ndim != 1 or not _is_string_dtype(events_ds.dtype):
+        raise EpisodeFormatError(
+            f"{path.name}: malformed dataset {EVENT_TYPES_KEY!r}: expected (T,) UTF-8 str, got {_describe(events_ds)}"
+        )
+    return [_to_str(e) for e in events_ds[()]]
+
+
+def _read_open(
+    f: h5py.File, path: Path, load_images: bool, strict_attrs: bool, instruction_from_name: bool
+) -> Episode:
+    name = path.name
+    layout = detect_layout(f, path)
+    images_ds = _images_dataset(f, path, layout)
+    actions_ds = _require(f, path, ACTIONS_KEY, "(T, 3) float32")
+    if actions_ds.ndim != 2 or actions_ds.shape[1] != ACTION_DIM or actions_ds.dtype.kind != "f":
+        raise EpisodeFormatError(
+            f"{name}: malformed dataset {ACTIONS_KEY!r}: expected (T, 3) float32, got {_describe(actions_ds)}"
+        )
+    num_frames = int(actions_ds.shape[0])
+    if int(images_ds.shape[0]) != num_frames:
+        raise EpisodeFormatError(
+            f"{name}: dataset {images_ds.name.lstrip('/')!r} has {images_ds.shape[0]} frames but "
+            f"{ACTIONS_KEY!r} has {num_frames}"
+        )
+    actions = np.asarray(actions_ds[()], dtype=np.float32)
+    event_types = _read_events(f, path, layout, actions)
+    if len(event_types) != num_frames:
+        raise EpisodeFormatError(
+            f"{name}: dataset {EVENT_TYPES_KEY!r} has {len(event_types)} frames but {ACTIONS_KEY!r} has {num_frames}"
+        )
+    instruction, instruction_source = _read_instruction(f, path, layout, instruction_from_name)
 
     attrs = {key: _attr_value(value) for key, value in f.attrs.items()}
+    if layout == LAYOUT_V3:
+        attrs.pop(V3_INSTRUCTION_ATTR)
+    channel_order, channel_order_source = _channel_order_of(attrs, path)
     if strict_attrs:
         missing = [key for key in ATTR_KEYS if key not in attrs]
         if missing:
             raise EpisodeFormatError(f"{name}: missing attribute(s) {missing}")
 
-    actions = np.asarray(actions_ds[()], dtype=np.float32)
-    event_types = [_to_str(e) for e in events_ds[()]]
-    images = np.asarray(images_ds[()]) if load_images else None
     episode = Episode(
-        images=images,
+        images=np.asarray(images_ds[()]) if load_images else None,
         actions=actions,
         event_types=event_types,
         instruction=instruction,
         attrs=attrs,
         image_shape=tuple(int(n) for n in images_ds.shape),
+        layout=layout,
+        channel_order=channel_order,
+        channel_order_source=channel_order_source,
+        instruction_source=instruction_source,
     )
     episode.validate(source=name)
     return episode

@@ -18,7 +18,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from policies.vla.config import VLAConfig
+    from train.dataset import EpisodeWindowDataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "assets" / "configs" / "mobile_vla_tiny_sim.json"
@@ -35,14 +39,17 @@ class UsageError(Exception):
 
 @dataclass
 class DataSpec:
-    """One episode folder and how its frames are stored (``"bgr"`` for raw real recordings)."""
+    """One episode folder and how its frames are stored (``"bgr"`` for raw real recordings,
+    ``"file"`` for each file's recorded order)."""
 
     path: Path
     channel_order: str = "rgb"
 
     @classmethod
     def parse(cls, text: str) -> DataSpec:
-        path, _, order = text.partition(":") if text.endswith((":bgr", ":rgb")) else (text, "", "rgb")
+        path, _, order = (
+            text.rpartition(":") if text.endswith((":bgr", ":rgb", ":file")) else (text, "", "rgb")
+        )
         return cls(Path(path), order or "rgb")
 
 
@@ -71,9 +78,9 @@ class FinetuneConfig:
                     f"--data {spec.path}: no such folder; generate sim episodes with "
                     "`python -m train.generate --episodes N --out DIR`"
                 )
-            if spec.channel_order not in ("rgb", "bgr"):
+            if spec.channel_order not in ("rgb", "bgr", "file"):
                 raise UsageError(
-                    f"--data {spec.path}: channel order {spec.channel_order!r} must be rgb or bgr"
+                    f"--data {spec.path}: channel order {spec.channel_order!r} must be rgb, bgr or file"
                 )
         if self.num_workers < 0:
             raise UsageError(f"--num-workers {self.num_workers} must be >= 0")
@@ -102,42 +109,44 @@ def load_config(path: Path) -> dict[str, Any]:
         raise UsageError(f"--config {path}: not valid JSON ({exc})") from None
 
 
+OPTION_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("max_epochs", ("trainer", "max_epochs")),
+    ("lr", ("learning_rate",)),
+    ("batch_size", ("batch_size",)),
+    ("accumulate", ("trainer", "accumulate_grad_batches")),
+    ("precision", ("trainer", "precision")),
+    ("precision", ("train_setup", "precision")),
+    ("seed", ("seed",)),
+    ("exp_name", ("exp_name",)),
+    ("split", ("train_dataset", "split")),
+    ("windows", ("train_dataset", "windows")),
+    ("mirror", ("train_dataset", "mirror")),
+)
+"""Command-line option -> the RoboVLMs key (a path of sections) it overrides when given."""
+
+
 def apply_overrides(configs: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """The config with the command line's overrides written into the RoboVLMs keys."""
     cfg = copy.deepcopy(configs)
-    trainer = cfg.setdefault("trainer", {})
-    extra = cfg.setdefault("mvla_sim", {})
-    train_ds = cfg.setdefault("train_dataset", {})
-    val_ds = cfg.setdefault("val_dataset", {})
-    if args.max_epochs is not None:
-        trainer["max_epochs"] = args.max_epochs
-    if args.lr is not None:
-        cfg["learning_rate"] = args.lr
-    if args.batch_size is not None:
-        cfg["batch_size"] = args.batch_size
-    if args.accumulate is not None:
-        trainer["accumulate_grad_batches"] = args.accumulate
-    if args.precision is not None:
-        trainer["precision"] = args.precision
-        cfg.setdefault("train_setup", {})["precision"] = args.precision
-    if args.seed is not None:
-        cfg["seed"] = args.seed
-    if args.exp_name is not None:
-        cfg["exp_name"] = args.exp_name
+    for section in ("trainer", "mvla_sim", "train_dataset", "val_dataset"):
+        cfg.setdefault(section, {})
+    for option, path in OPTION_KEYS:
+        value = getattr(args, option)
+        if value is not None:
+            target = cfg
+            for key in path[:-1]:
+                target = target.setdefault(key, {})
+            target[path[-1]] = value
     if args.backbone is not None:
-        extra["backbone"] = args.backbone
-        extra.pop("backbone_config", None)
+        cfg["mvla_sim"]["backbone"] = args.backbone
+        cfg["mvla_sim"].pop("backbone_config", None)
         for section in ("vlm", "tokenizer"):
             cfg.setdefault(section, {})["pretrained_model_name_or_path"] = args.backbone
         cfg["model_path"] = args.backbone
-    for key in ("split", "windows", "mirror"):
-        value = getattr(args, key)
-        if value is not None:
-            train_ds[key] = value
     if args.data:
         dirs = [str(d) for d in args.data]
-        train_ds["data_dir"] = dirs
-        val_ds["data_dir"] = dirs
+        cfg["train_dataset"]["data_dir"] = dirs
+        cfg["val_dataset"]["data_dir"] = dirs
     return cfg
 
 
@@ -156,18 +165,14 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
     """Train; returns the checkpoint callback's results (best_k_models, best, last, run_dir)."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
-    from torch.utils.data import DataLoader
 
-    from policies.vla.config import ConfigError, VLAConfig
-    from train.atomic import write_json_atomic
-    from train.dataset import EpisodeSource, train_val_datasets
-    from train.dataset import collate as collate_fn
-    from train.lightning_module import DEFAULT_RECIPE, MobileVLAModule
+    from policies.vla.config import ConfigError
+    from policies.vla.robovlms_config import parse as parse_robovlms
+    from train.lightning_module import MobileVLAModule
 
     cfg = config.configs
     try:
-        vla = VLAConfig.from_robovlms(cfg)
+        vla = parse_robovlms(cfg)
     except ConfigError as exc:
         raise UsageError(f"config: {exc}") from None
     precision = _resolve_precision(cfg, config.notes)
@@ -176,6 +181,43 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
     run_dir = config.resolved_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(vla.seed, workers=True)
+    train_set, val_set = _datasets(config, vla)
+    _record_run(config, vla, train_set, val_set, run_dir)
+    train_loader, val_loader = _loaders(config, vla, train_set, val_set)
+
+    module = MobileVLAModule(cfg, init_seed=config.init_seed if config.init_seed is not None else vla.seed)
+    if cfg.get("mvla_sim", {}).get("standardize_features"):
+        batches = [b for b, _ in zip(train_loader, range(8), strict=False)]
+        stats = module.standardize_features(batches)
+        config.notes.append(f"final text LayerNorm standardized on {stats['frames']} training frames")
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir,
+        monitor="val_loss",
+        mode="min",
+        save_top_k=config.save_top_k,
+        save_last=True,
+        every_n_epochs=1,
+        filename=CHECKPOINT_FILENAME,
+    )
+    trainer = _trainer(config, vla, precision, run_dir, checkpoint)
+    started = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader)
+    best = {str(Path(p).name): float(v) for p, v in checkpoint.best_k_models.items()}
+    return {
+        "run_dir": str(run_dir),
+        "best_k_models": dict(sorted(best.items(), key=lambda kv: kv[1])),
+        "best_model_path": checkpoint.best_model_path,
+        "last_model_path": checkpoint.last_model_path,
+        "train_windows": len(train_set),
+        "val_windows": len(val_set),
+        "seconds": round(time.perf_counter() - started, 1),
+        "notes": config.notes,
+    }
+
+
+def _datasets(config: FinetuneConfig, vla: VLAConfig) -> tuple[EpisodeWindowDataset, EpisodeWindowDataset]:
+    """The training and validation windows of the run's episode folders (``UsageError`` if unusable)."""
+    from train.dataset import EpisodeSource, train_val_datasets
 
     ds = config.dataset
     sources = [
@@ -197,6 +239,21 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
         raise UsageError(f"data: {exc}") from None
     if len(val_set) == 0:
         raise UsageError("the validation split is empty: add episodes or lower train_split")
+    return train_set, val_set
+
+
+def _record_run(
+    config: FinetuneConfig,
+    vla: VLAConfig,
+    train_set: EpisodeWindowDataset,
+    val_set: EpisodeWindowDataset,
+    run_dir: Path,
+) -> None:
+    """Write the resolved config, with the recipe, the data sources and the split, as ``config.json``."""
+    from mvla_sim.files import atomic_write_json
+    from train.lightning_module import DEFAULT_RECIPE
+
+    cfg = config.configs
     if vla.recipe is None:
         # What this run shows the model, recorded for the as_trained profile (the fork's newest recipe).
         cfg["mvla_sim"]["recipe"] = DEFAULT_RECIPE.to_dict()
@@ -205,7 +262,15 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
         {"path": str(s.path), "channel_order": s.channel_order} for s in config.data
     ]
     cfg["mvla_sim"]["episodes"] = {"train": len(train_set.episodes), "val": len(val_set.episodes)}
-    write_json_atomic(run_dir / "config.json", cfg)
+    atomic_write_json(run_dir / "config.json", cfg)
+
+
+def _loaders(
+    config: FinetuneConfig, vla: VLAConfig, train_set: EpisodeWindowDataset, val_set: EpisodeWindowDataset
+) -> tuple[Any, Any]:
+    from torch.utils.data import DataLoader
+
+    from train.dataset import collate as collate_fn
 
     loader_kw = {
         "batch_size": vla.training.batch_size,
@@ -214,24 +279,16 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
         "persistent_workers": config.num_workers > 0,
     }
     train_loader = DataLoader(train_set, shuffle=True, drop_last=False, **loader_kw)
-    val_loader = DataLoader(val_set, shuffle=False, **loader_kw)
+    return train_loader, DataLoader(val_set, shuffle=False, **loader_kw)
 
-    module = MobileVLAModule(cfg, init_seed=config.init_seed if config.init_seed is not None else vla.seed)
-    if cfg.get("mvla_sim", {}).get("standardize_features"):
-        batches = [b for b, _ in zip(train_loader, range(8), strict=False)]
-        stats = module.standardize_features(batches)
-        config.notes.append(f"final text LayerNorm standardized on {stats['frames']} training frames")
-    checkpoint = ModelCheckpoint(
-        dirpath=run_dir,
-        monitor="val_loss",
-        mode="min",
-        save_top_k=config.save_top_k,
-        save_last=True,
-        every_n_epochs=1,
-        filename=CHECKPOINT_FILENAME,
-    )
-    trainer_cfg = cfg.get("trainer", {})
-    trainer = L.Trainer(
+
+def _trainer(config: FinetuneConfig, vla: VLAConfig, precision: str, run_dir: Path, checkpoint: Any) -> Any:
+    """The Lightning trainer of the run: the config's optimisation settings, a CSV logger."""
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    trainer_cfg = config.configs.get("trainer", {})
+    return L.Trainer(
         default_root_dir=run_dir,
         accelerator="auto",
         devices=1,
@@ -248,19 +305,6 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
         limit_train_batches=config.limit_train_batches,
         num_sanity_val_steps=0,
     )
-    started = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader)
-    best = {str(Path(p).name): float(v) for p, v in checkpoint.best_k_models.items()}
-    return {
-        "run_dir": str(run_dir),
-        "best_k_models": dict(sorted(best.items(), key=lambda kv: kv[1])),
-        "best_model_path": checkpoint.best_model_path,
-        "last_model_path": checkpoint.last_model_path,
-        "train_windows": len(train_set),
-        "val_windows": len(val_set),
-        "seconds": round(time.perf_counter() - started, 1),
-        "notes": config.notes,
-    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -289,8 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data",
         nargs="+",
-        metavar="DIR[:bgr]",
-        help="episode folders; suffix ':bgr' for real recordings stored as BGR",
+        metavar="DIR[:bgr|:file]",
+        help="episode folders in any of the team's layouts (collector, v3, v5); suffix ':bgr' for real "
+        "recordings stored as BGR, ':file' to follow each file's recorded colour order",
     )
     parser.add_argument(
         "--out",

@@ -16,7 +16,8 @@ from typing import Any
 import lightning as L
 import torch
 
-from policies.vla.config import TrainingRecipe, VLAConfig
+from mvla_sim.facts import KEY_ACTION_VALUE
+from policies.vla.config import TrainingRecipe
 from policies.vla.model import MobileVLAModel
 from policies.vla.processors import (
     action_classes,
@@ -27,14 +28,12 @@ from policies.vla.processors import (
     to_pixels,
     tokenize_prompt,
 )
+from policies.vla.robovlms_config import parse as parse_robovlms
 
 METRIC_NAMES = ("loss", "loss_velocity_act", "rmse_velocity_act", "true_rmse")
 """Logged as ``train_*`` / ``val_*``. The first three are RoboVLMs' (its "rmse" is sqrt of the
 loss); ``true_rmse`` is the real root-mean-square error in the data's units (x 1.15; regression
 heads), the classification heads log their accuracy as ``true_rmse``'s sibling ``acc``."""
-
-DATA_UNITS_PER_NORMALIZED = 1.15
-"""A normalized action of 1.0 is a key press's 1.15 in the data."""
 
 DEFAULT_RECIPE = TrainingRecipe(normalization="clip", token_layout="fork", source="config")
 """A run of this project whose config records no recipe trains like the fork's newest code."""
@@ -64,7 +63,7 @@ class MobileVLAModule(L.LightningModule):
     def __init__(self, configs: dict[str, Any], init_seed: int | None = None) -> None:
         super().__init__()
         self.save_hyperparameters({"configs": configs})
-        self.vla_config = VLAConfig.from_robovlms(configs)
+        self.vla_config = parse_robovlms(configs)
         self.recipe = self.vla_config.recipe or DEFAULT_RECIPE
         self.model = MobileVLAModel.build(self.vla_config, seed=init_seed)
         self._text_cache: dict[str, Any] = {}
@@ -158,7 +157,7 @@ class MobileVLAModule(L.LightningModule):
             out["true_rmse"] = hit.mean().detach() if bool(m.any()) else torch.zeros(())
         else:
             sq = (pred.float() - target.float()).pow(2)[m]
-            scale = DATA_UNITS_PER_NORMALIZED * (cfg.norm_max - cfg.norm_min) / 2
+            scale = KEY_ACTION_VALUE * (cfg.norm_max - cfg.norm_min) / 2  # normalized 1.0 = a key press
             out["true_rmse"] = sq.mean().sqrt().detach() * scale if bool(m.any()) else torch.zeros(())
         batch_size = int(batch["images"].shape[0])
         on_step = stage == "train"

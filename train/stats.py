@@ -13,24 +13,35 @@ Run ``python -m train.stats FOLDER [FOLDER ...]`` for the table of a folder.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from mvla_sim.facts import KEY_ACTIONS, LIGHTINGS, OBSTACLE_DISTANCES, SIDES
+from mvla_sim.facts import (
+    KEY_CHARS,
+    KEY_MATCH_ATOL,
+    LIGHTINGS,
+    NO_KEY_CHAR,
+    OBSTACLE_DISTANCES,
+    SIDES,
+    STOP_CHAR,
+    key_char_of_action,
+)
+from mvla_sim.files import atomic_write_json
 from train.episodes import (
     EPISODE_GLOB,
     EVENT_EPISODE_START,
     EVENT_TYPES,
     KINDS,
+    Episode,
     EpisodeFormatError,
     EpisodeNameError,
     find_episodes,
@@ -40,36 +51,27 @@ from train.episodes import (
 
 logger = logging.getLogger(__name__)
 
-KEY_MATCH_ATOL = 1e-3
-"""An action matches a key when every component is within this of the key's action."""
-
 VALUE_BIN_EDGES: tuple[float, ...] = tuple(float(x) for x in np.linspace(-1.375, 1.375, 12))
 """Histogram bins of action values: width 0.25, centred on -1.25 .. 1.25 (the key value 1.15
 falls in the outermost bins). Values beyond the edges count in the outermost bins."""
 
 TOP_SEQUENCES = 10
 
-_KEY_LABELS: dict[str, str] = {key: ("space" if key == " " else key) for key in KEY_ACTIONS}
-_SEQUENCE_CHARS: dict[str, str] = {
-    **{label: key for key, label in _KEY_LABELS.items()},
-    "space": "_",
-    "other": "?",
-}
+_LABELS: dict[str, str] = {STOP_CHAR: "space", NO_KEY_CHAR: "other"}
+"""Histogram labels of the key-string characters that are not keys themselves."""
+
+
+def _label(char: str) -> str:
+    return _LABELS.get(char, char)
 
 
 def key_of_action(action: Sequence[float] | np.ndarray, atol: float = KEY_MATCH_ATOL) -> str:
-    """The teleoperation key whose action equals ``action`` ([linear_x, linear_y(, angular_z)]).
+    """The histogram label of ``action``'s key (``mvla_sim.facts.key_char_of_action``).
 
     Returns a key of ``KEY_ACTIONS`` ("W", "Q", ...), ``"space"`` for the all-zero action, or
     ``"other"`` when no key matches.
     """
-    a = np.zeros(3, dtype=np.float64)
-    values = np.asarray(action, dtype=np.float64).reshape(-1)[:3]
-    a[: len(values)] = values
-    for key, key_action in KEY_ACTIONS.items():
-        if np.allclose(a, key_action, rtol=0.0, atol=atol):
-            return _KEY_LABELS[key]
-    return "other"
+    return _label(key_char_of_action(action, atol))
 
 
 def _expand(paths: Iterable[str | os.PathLike[str]], pattern: str) -> list[Path]:
@@ -111,77 +113,97 @@ def summarize_episodes(
     Raises:
         FileNotFoundError: if a given folder or file does not exist.
     """
-    files = _expand(paths, pattern)
-    scenarios: Counter[str] = Counter()
-    grid: dict[str, dict[str, dict[str, int]]] = {
-        side: {lighting: dict.fromkeys(OBSTACLE_DISTANCES, 0) for lighting in LIGHTINGS} for side in SIDES
-    }
-    kinds: Counter[str] = Counter({kind: 0 for kind in KINDS})
-    events: Counter[str] = Counter({event: 0 for event in EVENT_TYPES})
-    keys: Counter[str] = Counter({label: 0 for label in [*_KEY_LABELS.values(), "other"]})
-    sequences: Counter[str] = Counter()
-    instructions: Counter[str] = Counter()
-    frame_sizes: Counter[str] = Counter()
-    lengths: list[int] = []
-    linear_x: list[np.ndarray] = []
-    linear_y: list[np.ndarray] = []
-    failed: list[dict[str, str]] = []
-
-    for path in tqdm(files, desc="episodes", unit="ep", disable=not progress):
+    tally = _Tally()
+    for path in tqdm(_expand(paths, pattern), desc="episodes", unit="ep", disable=not progress):
         try:
             episode = read_episode(path, load_images=False)
         except (EpisodeFormatError, FileNotFoundError) as exc:
             logger.warning("skipping %s", exc)
-            failed.append({"path": str(path), "error": str(exc)})
+            tally.failed.append({"path": str(path), "error": str(exc)})
             continue
+        tally.add_name(path)
+        tally.add_episode(episode)
+    return tally.to_dict()
+
+
+@dataclass
+class _Tally:
+    """The counts :func:`summarize_episodes` gathers, one episode at a time."""
+
+    scenarios: Counter[str] = field(default_factory=Counter)
+    grid: dict[str, dict[str, dict[str, int]]] = field(
+        default_factory=lambda: {
+            side: {lighting: dict.fromkeys(OBSTACLE_DISTANCES, 0) for lighting in LIGHTINGS} for side in SIDES
+        }
+    )
+    kinds: Counter[str] = field(default_factory=lambda: Counter(dict.fromkeys(KINDS, 0)))
+    events: Counter[str] = field(default_factory=lambda: Counter(dict.fromkeys(EVENT_TYPES, 0)))
+    keys: Counter[str] = field(
+        default_factory=lambda: Counter({_label(c): 0 for c in [*KEY_CHARS.values(), NO_KEY_CHAR]})
+    )
+    sequences: Counter[str] = field(default_factory=Counter)
+    instructions: Counter[str] = field(default_factory=Counter)
+    frame_sizes: Counter[str] = field(default_factory=Counter)
+    lengths: list[int] = field(default_factory=list)
+    linear_x: list[np.ndarray] = field(default_factory=list)
+    linear_y: list[np.ndarray] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+
+    def add_name(self, path: Path) -> None:
+        """Count the scenario, grid cell and kind its file name gives (``unknown`` when it gives none)."""
         try:
             name = parse_episode_name(path)
-            scenarios[name.scenario] += 1
-            grid[name.side][name.lighting][name.distance] += 1
-            kinds[name.kind] += 1
         except EpisodeNameError:
-            scenarios["unknown"] += 1
-            kinds["unknown"] += 1
-        lengths.append(episode.num_frames)
-        events.update(episode.event_types)
-        instructions[episode.instruction] += 1
+            self.scenarios["unknown"] += 1
+            self.kinds["unknown"] += 1
+            return
+        self.scenarios[name.scenario] += 1
+        self.grid[name.side][name.lighting][name.distance] += 1
+        self.kinds[name.kind] += 1
+
+    def add_episode(self, episode: Episode) -> None:
+        """Count its frames, events, instruction, frame size, key presses and action values."""
+        self.lengths.append(episode.num_frames)
+        self.events.update(episode.event_types)
+        self.instructions[episode.instruction] += 1
         assert episode.image_shape is not None
-        frame_sizes[f"{episode.image_shape[1]}x{episode.image_shape[2]}"] += 1
+        self.frame_sizes[f"{episode.image_shape[1]}x{episode.image_shape[2]}"] += 1
         pressed = [
-            key_of_action(a)
+            key_char_of_action(a)
             for a, e in zip(episode.actions, episode.event_types, strict=True)
             if e != EVENT_EPISODE_START
         ]
-        keys.update(pressed)
-        sequences["".join(_SEQUENCE_CHARS[k] for k in pressed)] += 1
-        linear_x.append(episode.actions[:, 0])
-        linear_y.append(episode.actions[:, 1])
+        self.keys.update(_label(c) for c in pressed)
+        self.sequences["".join(pressed)] += 1
+        self.linear_x.append(episode.actions[:, 0])
+        self.linear_y.append(episode.actions[:, 1])
 
-    lengths_arr = np.asarray(lengths, dtype=np.float64)
-    n = len(lengths)
-    return {
-        "num_episodes": n,
-        "num_failed": len(failed),
-        "failed": failed,
-        "scenarios": dict(sorted(scenarios.items())),
-        "grid": grid,
-        "kinds": dict(kinds),
-        "frames": {
-            "total": int(lengths_arr.sum()),
-            "mean": float(lengths_arr.mean()) if n else 0.0,
-            "std": float(lengths_arr.std()) if n else 0.0,
-            "min": int(lengths_arr.min()) if n else 0,
-            "max": int(lengths_arr.max()) if n else 0,
-            "counts": {str(k): v for k, v in sorted(Counter(lengths).items())},
-        },
-        "events": dict(events),
-        "keys": dict(keys),
-        "key_sequences": [{"keys": s, "count": c} for s, c in sequences.most_common(TOP_SEQUENCES)],
-        "linear_x": _value_stats(np.concatenate(linear_x) if linear_x else np.zeros(0)),
-        "linear_y": _value_stats(np.concatenate(linear_y) if linear_y else np.zeros(0)),
-        "instructions": dict(instructions.most_common()),
-        "frame_sizes": dict(frame_sizes.most_common()),
-    }
+    def to_dict(self) -> dict[str, Any]:
+        lengths = np.asarray(self.lengths, dtype=np.float64)
+        n = len(self.lengths)
+        return {
+            "num_episodes": n,
+            "num_failed": len(self.failed),
+            "failed": self.failed,
+            "scenarios": dict(sorted(self.scenarios.items())),
+            "grid": self.grid,
+            "kinds": dict(self.kinds),
+            "frames": {
+                "total": int(lengths.sum()),
+                "mean": float(lengths.mean()) if n else 0.0,
+                "std": float(lengths.std()) if n else 0.0,
+                "min": int(lengths.min()) if n else 0,
+                "max": int(lengths.max()) if n else 0,
+                "counts": {str(k): v for k, v in sorted(Counter(self.lengths).items())},
+            },
+            "events": dict(self.events),
+            "keys": dict(self.keys),
+            "key_sequences": [{"keys": s, "count": c} for s, c in self.sequences.most_common(TOP_SEQUENCES)],
+            "linear_x": _value_stats(np.concatenate(self.linear_x) if self.linear_x else np.zeros(0)),
+            "linear_y": _value_stats(np.concatenate(self.linear_y) if self.linear_y else np.zeros(0)),
+            "instructions": dict(self.instructions.most_common()),
+            "frame_sizes": dict(self.frame_sizes.most_common()),
+        }
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
@@ -275,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = summarize_episodes(files, progress=True)
     sys.stdout.write(format_summary(summary) + "\n")
     if args.json is not None:
-        args.json.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        atomic_write_json(args.json, summary)
         logger.info("summary written to %s", args.json)
     return 1 if summary["num_episodes"] == 0 else 0
 

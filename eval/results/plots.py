@@ -21,6 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Circle, Rectangle, Wedge  # noqa: E402
 
+from policies.vla.profiles import DEFAULT_PROFILE  # noqa: E402
+
 logger = logging.getLogger(__name__)
 
 OUTCOME_COLOURS = {
@@ -105,12 +107,12 @@ def plot_valloss_vs_success(summary: dict[str, Any], path: Path) -> Path | None:
     if not pts:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 4.0))
-    profiles = list(dict.fromkeys(p.get("profile") or "as_trained" for p in pts))
+    profiles = list(dict.fromkeys(p.get("profile") or DEFAULT_PROFILE for p in pts))
     styles = [("o", "#1565c0"), ("s", "#e65100"), ("^", "#2e7d32")]
     for k, profile in enumerate(profiles):
         marker, color = styles[k % len(styles)]
         group = sorted(
-            (p for p in pts if (p.get("profile") or "as_trained") == profile), key=lambda q: q["val_loss"]
+            (p for p in pts if (p.get("profile") or DEFAULT_PROFILE) == profile), key=lambda q: q["val_loss"]
         )
         for i, p in enumerate(group):
             o = p["overall"]

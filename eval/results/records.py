@@ -12,16 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger(__name__)
+from mvla_sim.files import atomic_write_json, atomic_write_text
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -140,26 +138,8 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(to_jsonable(data), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
-    write_text_atomic(path, text)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` as strict JSON (no NaN) to ``path`` atomically (``mvla_sim.files``)."""
+    atomic_write_json(path, to_jsonable(data), allow_nan=False)
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -242,7 +222,7 @@ class EpisodeLog:
             )
         )
         self._fh.close()
-        write_text_atomic(self.path, "".join(_dumps(to_jsonable(r)) + "\n" for r in self.records))
+        atomic_write_text(self.path, "".join(_dumps(to_jsonable(r)) + "\n" for r in self.records))
         self._fh = self.path.open("a", encoding="utf-8")
 
     def close(self) -> None:

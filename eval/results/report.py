@@ -23,6 +23,7 @@ from typing import Any
 
 from eval.results import records as rec
 from eval.results.plots import make_plots
+from mvla_sim.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -86,12 +87,27 @@ def _rel(target: str | Path, start: Path) -> str:
 
 def build_sections(summary: dict[str, Any], plots: dict[str, Any], results_dir: Path) -> list[Section]:
     """The report's content as sections (shared by the Markdown and HTML renderers)."""
-    sections: list[Section] = []
-    policies = summary["policies"]
-    ok = [p for p in policies if p["status"] == "ok"]
-    cfg = summary.get("config") or {}
-    env = summary.get("environment") or {}
+    sections = [
+        _recommendation_section(summary),
+        _overall_section(summary, plots),
+        _cells_section(summary),
+        _profiles_section(summary),
+        _served_section(summary),
+        _lighting_section(summary),
+        _valloss_section(summary, plots),
+        _pairs_section(summary),
+        _trajectories_section(plots),
+        _videos_section(summary, results_dir),
+        _provenance_section(summary),
+    ]
+    return [s for s in sections if s is not None]
 
+
+def _ok(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in summary["policies"] if p["status"] == "ok"]
+
+
+def _recommendation_section(summary: dict[str, Any]) -> Section:
     s = Section("Recommendation")
     rec_ = summary.get("recommendation")
     if rec_:
@@ -99,9 +115,9 @@ def build_sections(summary: dict[str, Any], plots: dict[str, Any], results_dir: 
         s.p(rec_["evidence"])
     else:
         s.p("No checkpoint was evaluated successfully, so there is no recommendation.", "warn")
-    failed = [p for p in policies if p["status"] != "ok"]
-    for p in failed:
-        s.p(f"`{p['policy_id']}` was not evaluated ({p['status']}): {p['reason']}", "warn")
+    for p in summary["policies"]:
+        if p["status"] != "ok":
+            s.p(f"`{p['policy_id']}` was not evaluated ({p['status']}): {p['reason']}", "warn")
     if summary.get("stopped"):
         s.p(f"The run was stopped: {summary['stopped']}.", "warn")
     for err in summary.get("errors") or []:
@@ -109,47 +125,60 @@ def build_sections(summary: dict[str, Any], plots: dict[str, Any], results_dir: 
             f"episode not recorded: {err.get('policy_id')} {err.get('cell')} seed {err.get('seed')}: {err.get('error')}",
             "warn",
         )
-    sections.append(s)
+    return s
 
+
+def _scene_sentence(scene: dict[str, Any] | None) -> str:
+    """The run's scene settings in words (summaries written before they were recorded have none)."""
+    if not scene:
+        return ""
+    return (
+        f" Scene: randomization {scene['randomization']}, drive model {scene['drive_model']}, "
+        f"renderer {scene['renderer']}, lens distortion {scene['lens_distortion']:g}, "
+        f"images {'x'.join(str(v) for v in scene['image_size'])} px, actions per episode {scene['max_steps']}."
+    )
+
+
+def _overall_row(p: dict[str, Any]) -> list[Any]:
+    if p["status"] != "ok":
+        return [p["policy_id"], p["kind"], _num(p.get("val_loss")), p["status"], "", "", "", "", "", ""]
+    o = p["overall"]
+    lat = o["latency_ms"]
+    return [
+        p["policy_id"],
+        p["kind"] + (f" ({p['role']})" if p.get("role") else ""),
+        _num(p.get("val_loss")),
+        _rate_ci(o),
+        _num(o["spl_mean"], 2),
+        _pct(o["collision_rate"]),
+        _pct(o["wrong_side_rate"]),
+        f"{o['timeouts']}",
+        f"{_num(lat['p50'], 1)} / {_num(lat['p95'], 1)}",
+        {True: "yes", False: "NO", None: "n/a"}[lat["within_budget"]],
+    ]
+
+
+def _overall_section(summary: dict[str, Any], plots: dict[str, Any]) -> Section:
+    cfg = summary.get("config") or {}
     s = Section("Overall results")
     s.p(
         f"{summary.get('episodes_per_cell')} episodes per cell over {len(summary['cells'])} cells "
         f"({', '.join(summary['cells'])}); every policy ran the same seeded episodes. Success rates carry "
         f"95 % Wilson intervals. act() latency is per step against a budget of "
-        f"{cfg.get('latency_budget_ms', 100):g} ms."
+        f"{cfg.get('latency_budget_ms', 100):g} ms." + _scene_sentence(cfg.get("scene"))
     )
-    rows = []
-    for p in policies:
-        if p["status"] != "ok":
-            rows.append(
-                [p["policy_id"], p["kind"], _num(p.get("val_loss")), p["status"], "", "", "", "", "", ""]
-            )
-            continue
-        o = p["overall"]
-        lat = o["latency_ms"]
-        rows.append(
-            [
-                p["policy_id"],
-                p["kind"] + (f" ({p['role']})" if p.get("role") else ""),
-                _num(p.get("val_loss")),
-                _rate_ci(o),
-                _num(o["spl_mean"], 2),
-                _pct(o["collision_rate"]),
-                _pct(o["wrong_side_rate"]),
-                f"{o['timeouts']}",
-                f"{_num(lat['p50'], 1)} / {_num(lat['p95'], 1)}",
-                {True: "yes", False: "NO", None: "n/a"}[lat["within_budget"]],
-            ]
-        )
     s.table(
         ["policy", "kind", "val_loss", "success [95% CI]", "SPL", "collision", "wrong side", "time-outs",
          "act p50/p95 ms", "p95 within budget"],
-        rows,
+        [_overall_row(p) for p in summary["policies"]],
     )  # fmt: skip
     if plots.get("success"):
         s.img(plots["success"], "success rate per condition")
-    sections.append(s)
+    return s
 
+
+def _cells_section(summary: dict[str, Any]) -> Section:
+    ok = _ok(summary)
     s = Section("Per scene cell")
     s.table(
         ["policy", *summary["cells"]],
@@ -176,10 +205,10 @@ def build_sections(summary: dict[str, Any], plots: dict[str, Any], results_dir: 
                 for p in ok
             ],
         )
-    sections.append(s)
+    return s
 
-    sections += [x for x in (_profiles_section(summary), _served_section(summary)) if x is not None]
 
+def _lighting_section(summary: dict[str, Any]) -> Section:
     s = Section("Evening vs day")
     s.p(
         "Evening scenes were scarce in the real training data (12 of 468 episodes), so a drop in the "
@@ -198,8 +227,10 @@ def build_sections(summary: dict[str, Any], plots: dict[str, Any], results_dir: 
         )  # fmt: skip
     else:
         s.p("Only one lighting was evaluated.")
-    sections.append(s)
+    return s
 
+
+def _valloss_section(summary: dict[str, Any], plots: dict[str, Any]) -> Section:
     s = Section("Does val_loss predict closed-loop success?")
     ra = summary.get("rank_agreement") or {}
     if ra.get("spearman_rho") is not None:
@@ -212,34 +243,40 @@ def build_sections(summary: dict[str, Any], plots: dict[str, Any], results_dir: 
         s.p(f"Rank agreement not computed: {ra.get('note') or 'no checkpoints with val_loss'}.")
     if plots.get("valloss"):
         s.img(plots["valloss"], "val_loss vs success")
-    sections.append(s)
+    return s
 
+
+def _pairs_section(summary: dict[str, Any]) -> Section:
     s = Section("Paired comparisons (exact McNemar on shared episodes)")
     pairs = summary.get("paired_tests") or []
     extra = summary.get("recommended_vs_baselines") or []
-    if pairs or extra:
-        s.p(
-            "Each pair ran the same episodes. Only discordant episodes (one succeeds, the other fails) carry "
-            "evidence; p-values are Holm-adjusted within each table."
-        )
-        for title, rows_ in (("checkpoints", pairs), ("recommended vs baselines", extra)):
-            if rows_:
-                s.p(f"{title.capitalize()}:")
-                s.table(
-                    ["A", "B", "pairs", "A only", "B only", "p", "p (Holm)", "significant"],
-                    [[r["a"], r["b"], r["n_pairs"], r["a_only"], r["b_only"], _num(r["pvalue"]), _num(r["pvalue_holm"]),
-                      "yes" if r["significant"] else "no"] for r in rows_],
-                )  # fmt: skip
-    else:
+    if not (pairs or extra):
         s.p("Fewer than two policies: nothing to compare.")
-    sections.append(s)
+        return s
+    s.p(
+        "Each pair ran the same episodes. Only discordant episodes (one succeeds, the other fails) carry "
+        "evidence; p-values are Holm-adjusted within each table."
+    )
+    for title, rows_ in (("checkpoints", pairs), ("recommended vs baselines", extra)):
+        if rows_:
+            s.p(f"{title.capitalize()}:")
+            s.table(
+                ["A", "B", "pairs", "A only", "B only", "p", "p (Holm)", "significant"],
+                [[r["a"], r["b"], r["n_pairs"], r["a_only"], r["b_only"], _num(r["pvalue"]), _num(r["pvalue_holm"]),
+                  "yes" if r["significant"] else "no"] for r in rows_],
+            )  # fmt: skip
+    return s
 
+
+def _trajectories_section(plots: dict[str, Any]) -> Section:
     s = Section("Trajectories")
     s.p("Top-down paths of every episode (x forward, y left, metres), coloured by outcome.")
     for pid, path in (plots.get("trajectories") or {}).items():
         s.img(path, f"trajectories of {pid}")
-    sections.append(s)
+    return s
 
+
+def _videos_section(summary: dict[str, Any], results_dir: Path) -> Section:
     s = Section("Videos")
     videos = summary.get("videos") or []
     if videos:
@@ -247,8 +284,12 @@ def build_sections(summary: dict[str, Any], plots: dict[str, Any], results_dir: 
         s.links([(Path(v).name, _rel(v, results_dir)) for v in videos])
     else:
         s.p("No videos were recorded (--videos 0).")
-    sections.append(s)
+    return s
 
+
+def _provenance_section(summary: dict[str, Any]) -> Section:
+    policies = summary["policies"]
+    env = summary.get("environment") or {}
     s = Section("Checkpoints, settings and provenance")
     sel = summary.get("selection")
     if sel:
@@ -275,9 +316,8 @@ def build_sections(summary: dict[str, Any], plots: dict[str, Any], results_dir: 
         + f"; Python {env.get('python')}; {env.get('platform')}; created {summary.get('created')}."
     )  # fmt: skip
     s.pre("package versions", json.dumps(env.get("packages") or {}, indent=2))
-    s.pre("evaluation config", json.dumps(cfg, indent=2))
-    sections.append(s)
-    return sections
+    s.pre("evaluation config", json.dumps(summary.get("config") or {}, indent=2))
+    return s
 
 
 def _ms3(block: dict[str, Any] | None) -> str:
@@ -448,9 +488,10 @@ def build_report(results_dir: Path) -> tuple[Path, Path]:
     plots = make_plots(summary, records, results_dir / "plots")
     sections = build_sections(summary, plots, results_dir)
     title = f"Closed-loop evaluation: {results_dir.resolve().name}"
+    markdown, page = render_markdown(title, sections, results_dir), render_html(title, sections)
     md_path, html_path = results_dir / "report.md", results_dir / "report.html"
-    rec.write_text_atomic(md_path, render_markdown(title, sections, results_dir))
-    rec.write_text_atomic(html_path, render_html(title, sections))
+    atomic_write_text(md_path, markdown)
+    atomic_write_text(html_path, page)
     return md_path, html_path
 
 

@@ -1,4 +1,4 @@
-"""Statistics for closed-loop success rates: Wilson intervals, exact McNemar, rank agreement.
+"""Statistics for closed-loop success rates and timings: Wilson intervals, exact McNemar, rank agreement, percentiles.
 
 All functions are pure and return plain floats/dicts (JSON-ready: ``None`` instead of NaN).
 """

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from eval.results import stats
+from policies.vla.profiles import DEFAULT_PROFILE
 
 SCHEMA_VERSION = 2
 CONDITION_KEYS = ("side", "lighting", "distance")
@@ -186,17 +187,23 @@ def recommend(
         )
     if len(ranked) == 1:
         lines.append("it is the only checkpoint evaluated, so there is nothing to compare it with")
-        out["evidence"] = "; ".join(lines) + "."
-        return out
-    runner = ranked[1]
+    else:
+        lines += _against_runner_up(out, best, ranked[1], pairs, alpha)
+    if out["agrees_with_val_loss"] is False:
+        lines.append(
+            f"note: the lowest-val_loss checkpoint is {out['lowest_val_loss_id']}, not the recommended one"
+        )
+    out["evidence"] = "; ".join(lines) + "."
+    return out
+
+
+def _against_runner_up(
+    out: dict[str, Any], best: dict[str, Any], runner: dict[str, Any], pairs: list[dict[str, Any]], alpha: float
+) -> list[str]:
+    """Evidence lines comparing ``best`` with the runner-up; fills ``out``'s runner-up and test fields."""
     out["runner_up"] = runner["policy_id"]
-    pair = next(
-        (r for r in pairs if {r["a"], r["b"]} == {best["policy_id"], runner["policy_id"]}),
-        None,
-    )
-    tie = runner["overall"]["success_rate"] == best["overall"]["success_rate"]
-    lines.append(f"runner-up {runner['policy_id']}: {_fmt_rate(runner['overall'])}")
-    if tie:
+    lines = [f"runner-up {runner['policy_id']}: {_fmt_rate(runner['overall'])}"]
+    if runner["overall"]["success_rate"] == best["overall"]["success_rate"]:
         lines.append(
             "the success rates tie, so the lower val_loss decides"
             + (
@@ -205,28 +212,25 @@ def recommend(
                 else ""
             )
         )
-    if pair is not None:
-        best_only = pair["a_only"] if pair["a"] == best["policy_id"] else pair["b_only"]
-        runner_only = pair["discordant"] - best_only
-        out.update(pvalue=pair["pvalue"], pvalue_holm=pair["pvalue_holm"], significant=pair["significant"])
+    pair = next((r for r in pairs if {r["a"], r["b"]} == {best["policy_id"], runner["policy_id"]}), None)
+    if pair is None:
+        return lines
+    best_only = pair["a_only"] if pair["a"] == best["policy_id"] else pair["b_only"]
+    runner_only = pair["discordant"] - best_only
+    out.update(pvalue=pair["pvalue"], pvalue_holm=pair["pvalue_holm"], significant=pair["significant"])
+    lines.append(
+        f"on {pair['n_pairs']} shared episodes, {best['policy_id']} alone succeeded in {best_only} and "
+        f"{runner['policy_id']} alone in {runner_only}; exact McNemar p = {pair['pvalue']:.3g} "
+        f"(Holm-adjusted {pair['pvalue_holm']:.3g})"
+    )
+    if pair["significant"]:
+        lines.append(f"the difference is significant at {alpha}")
+    else:
         lines.append(
-            f"on {pair['n_pairs']} shared episodes, {best['policy_id']} alone succeeded in {best_only} and "
-            f"{runner['policy_id']} alone in {runner_only}; exact McNemar p = {pair['pvalue']:.3g} "
-            f"(Holm-adjusted {pair['pvalue_holm']:.3g})"
+            f"the difference is NOT significant at {alpha}: the data do not separate these checkpoints; "
+            f"more episodes (--episodes) would be needed to tell them apart"
         )
-        if pair["significant"]:
-            lines.append(f"the difference is significant at {alpha}")
-        else:
-            lines.append(
-                f"the difference is NOT significant at {alpha}: the data do not separate these checkpoints; "
-                f"more episodes (--episodes) would be needed to tell them apart"
-            )
-    if out["agrees_with_val_loss"] is False:
-        lines.append(
-            f"note: the lowest-val_loss checkpoint is {out['lowest_val_loss_id']}, not the recommended one"
-        )
-    out["evidence"] = "; ".join(lines) + "."
-    return out
+    return lines
 
 
 def lighting_breakdown(policies: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -320,52 +324,13 @@ def build_summary(
     ``profile_comparisons``.
     """
     budget = float(config.get("latency_budget_ms", 100.0))
-    profiles = list(config.get("profiles") or ["as_trained"])
+    profiles = list(config.get("profiles") or [DEFAULT_PROFILE])
     by_policy: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         by_policy[r["policy_id"]].append(r)
     policies = [_policy_block(e, by_policy.get(e["spec"]["id"], []), cells, budget) for e in entries]
-
-    ok_ckpts = [
-        p
-        for p in policies
-        if p["kind"] == "checkpoint"
-        and p["status"] == "ok"
-        and p["overall"]["n"]
-        and p.get("profile", profiles[0]) in (None, profiles[0])
-    ]
-    ranked = [p for p in ok_ckpts if p["val_loss"] is not None]
-    agreement = stats.rank_agreement(
-        [p["val_loss"] for p in ranked], [p["overall"]["success_rate"] for p in ranked]
-    )
-    agreement["policies"] = [p["policy_id"] for p in ranked]
-    agreement["profile"] = profiles[0]
-
-    def outcomes(ids: list[str]) -> dict[str, dict[tuple[str, int], bool]]:
-        return {
-            pid: {(r["cell"], r["seed"]): bool(r["success"]) for r in by_policy.get(pid, [])} for pid in ids
-        }
-
-    # Pairs among checkpoints (first profile); with fewer than two, among every evaluated policy.
-    compared = (
-        ok_ckpts if len(ok_ckpts) >= 2 else [p for p in policies if p["status"] == "ok" and p["overall"]["n"]]
-    )
-    pairs = stats.paired_tests(outcomes([p["policy_id"] for p in compared]))
-    recommendation = recommend(ok_ckpts, pairs)
-    vs_baselines: list[dict[str, Any]] = []
-    baselines = [p["policy_id"] for p in policies if p["kind"] != "checkpoint" and p["status"] == "ok"]
-    if recommendation and baselines and len(ok_ckpts) >= 2:
-        rows = [
-            r
-            for r in stats.paired_tests(outcomes([recommendation["policy_id"], *baselines]))
-            if recommendation["policy_id"] in (r["a"], r["b"])
-        ]
-        vs_baselines = rows
-    if recommendation is not None:
-        recommendation["profile"] = profiles[0]
-    comparisons = profile_comparisons(policies, outcomes([p["policy_id"] for p in policies]), profiles)
-
-    videos = sorted(r["video"] for r in records if r.get("video"))
+    ranking = _rank_checkpoints(policies, by_policy, profiles[0])
+    outcomes = _outcomes(by_policy, [p["policy_id"] for p in policies])
     return {
         "schema_version": SCHEMA_VERSION,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -376,15 +341,61 @@ def build_summary(
         "episodes_per_cell": config.get("episodes"),
         "profiles": profiles,
         "policies": policies,
+        **ranking,
+        "profile_comparisons": profile_comparisons(policies, outcomes, profiles),
+        "lighting": lighting_breakdown(policies),
+        "videos": sorted(r["video"] for r in records if r.get("video")),
+        "errors": errors or [],
+        "stopped": stopped,
+    }
+
+
+def _outcomes(
+    by_policy: dict[str, list[dict[str, Any]]], ids: list[str]
+) -> dict[str, dict[tuple[str, int], bool]]:
+    """Per policy id: success of each episode, keyed by (cell, seed) (the pairing of paired tests)."""
+    return {pid: {(r["cell"], r["seed"]): bool(r["success"]) for r in by_policy.get(pid, [])} for pid in ids}
+
+
+def _rank_checkpoints(
+    policies: list[dict[str, Any]], by_policy: dict[str, list[dict[str, Any]]], profile: str
+) -> dict[str, Any]:
+    """Checkpoints under ``profile`` (the first): rank agreement, paired tests, recommendation.
+
+    The pairs are among those checkpoints; with fewer than two, among every evaluated policy.
+    """
+    ok_ckpts = [
+        p
+        for p in policies
+        if p["kind"] == "checkpoint"
+        and p["status"] == "ok"
+        and p["overall"]["n"]
+        and p.get("profile", profile) in (None, profile)
+    ]
+    ranked = [p for p in ok_ckpts if p["val_loss"] is not None]
+    agreement = stats.rank_agreement(
+        [p["val_loss"] for p in ranked], [p["overall"]["success_rate"] for p in ranked]
+    )
+    agreement["policies"] = [p["policy_id"] for p in ranked]
+    agreement["profile"] = profile
+    compared = (
+        ok_ckpts if len(ok_ckpts) >= 2 else [p for p in policies if p["status"] == "ok" and p["overall"]["n"]]
+    )
+    pairs = stats.paired_tests(_outcomes(by_policy, [p["policy_id"] for p in compared]))
+    recommendation = recommend(ok_ckpts, pairs)
+    vs_baselines: list[dict[str, Any]] = []
+    baselines = [p["policy_id"] for p in policies if p["kind"] != "checkpoint" and p["status"] == "ok"]
+    if recommendation and baselines and len(ok_ckpts) >= 2:
+        best = recommendation["policy_id"]
+        tests = stats.paired_tests(_outcomes(by_policy, [best, *baselines]))
+        vs_baselines = [r for r in tests if best in (r["a"], r["b"])]
+    if recommendation is not None:
+        recommendation["profile"] = profile
+    return {
         "rank_agreement": agreement,
         "paired_tests": pairs,
         "recommended_vs_baselines": vs_baselines,
         "recommendation": recommendation,
-        "profile_comparisons": comparisons,
-        "lighting": lighting_breakdown(policies),
-        "videos": videos,
-        "errors": errors or [],
-        "stopped": stopped,
     }
 
 

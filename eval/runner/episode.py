@@ -26,12 +26,12 @@ import numpy as np
 from eval.config import Cell
 from eval.results import records as rec
 from eval.results.records import EpisodeRecord
+from eval.results.stats import percentiles
 from eval.results.video import EpisodeVideo, caption, video_name
 from eval.runner.policy_factory import PolicySpec
+from mvla_sim.task import TIMEOUT_OUTCOMES, outcome_from_info
 from policies.messages import one_line
 
-TIMEOUT_REASONS = ("box_not_passed", "goal_not_reached")
-"""Failures that are time-outs: the horizon ran out before the goal (no collision, no wrong side)."""
 EPISODE_STEP_CAP = 1000
 """Safety net for an env that never ends an episode (the real horizon is 17 actions)."""
 SERVER_FAULT = "server_fault"
@@ -80,26 +80,6 @@ def _float_or_none(value: Any) -> float | None:
     return out if math.isfinite(out) else None
 
 
-def failure_reason(info: dict[str, Any], side: str, layout: dict[str, Any] | None) -> str:
-    """Why an episode that ran to its end did not succeed, from the env's final ``info``."""
-    if info.get("collided"):
-        return "collision"
-    passed = info.get("side_passed") or "none"
-    if passed not in ("none", side):
-        return "wrong_side"
-    if passed == "none":
-        return "box_not_passed"
-    radius, distance = (layout or {}).get("goal_radius"), info.get("distance_to_goal")
-    if (
-        info.get("bottle_in_view") is False
-        and radius is not None
-        and distance is not None
-        and distance <= radius
-    ):
-        return "bottle_not_in_view"  # close enough, but the camera does not see the bottle
-    return "goal_not_reached"
-
-
 def outcome_label(record: EpisodeRecord | dict[str, Any]) -> str:
     """``success`` or ``fail-<reason>`` (used in video file names)."""
     r = record.to_dict() if isinstance(record, EpisodeRecord) else record
@@ -115,9 +95,7 @@ def latency_stats(ms: list[float]) -> dict[str, Any]:
     arr = np.asarray(ms)
     return {
         "mean": float(arr.mean()),
-        "p50": float(np.percentile(arr, 50)),
-        "p95": float(np.percentile(arr, 95)),
-        "p99": float(np.percentile(arr, 99)),
+        **percentiles(ms, (50, 95, 99)),
         "max": float(arr.max()),
         "steps": [round(float(v), 3) for v in arr],
     }
@@ -135,12 +113,11 @@ class Outcome:
     spl: float
 
 
-def judge(
-    info: dict[str, Any], cell: Cell, layout: dict[str, Any] | None, failure: str | None, truncated: bool
-) -> Outcome:
-    """The outcome of an episode: the env's success and side (``info``), unless the policy failed."""
+def judge(info: dict[str, Any], cell: Cell, failure: str | None, truncated: bool) -> Outcome:
+    """The outcome of an episode: the env's (``info``, :func:`mvla_sim.task.outcome_from_info`),
+    unless the policy failed."""
     success = bool(info.get("is_success", False)) and failure is None
-    reason = None if success else (failure or failure_reason(info, cell.side, layout))
+    reason = None if success else (failure or outcome_from_info(info, cell.side))
     side_passed = info.get("side_passed") or "none"
     spl = info.get("spl")
     return Outcome(
@@ -148,7 +125,7 @@ def judge(
         failure_reason=reason,
         side_passed=side_passed,
         wrong_side=side_passed not in ("none", cell.side),
-        timed_out=bool(truncated and reason in TIMEOUT_REASONS),
+        timed_out=bool(truncated and reason in TIMEOUT_OUTCOMES),
         spl=float(spl) if spl is not None and failure is None else 0.0,
     )
 
@@ -230,7 +207,7 @@ class EpisodeRecorder:
         timings: dict[str, list[float]],
     ) -> EpisodeRecord:
         """The episode's record; the video, if any, renamed after its outcome."""
-        outcome = judge(info, self.cell, self.layout, failure, truncated)
+        outcome = judge(info, self.cell, failure, truncated)
         record = self._record(info, outcome, terminated, truncated, timings)
         if self.video is not None and self.video.frames_written:
             final = self.video_path.with_name(
@@ -363,13 +340,11 @@ def is_server_fault(record: EpisodeRecord | dict[str, Any]) -> bool:
 __all__ = [
     "EPISODE_STEP_CAP",
     "SERVER_FAULT",
-    "TIMEOUT_REASONS",
     "EpisodeRecorder",
     "EpisodeTask",
     "HarnessError",
     "Outcome",
     "checked_action",
-    "failure_reason",
     "judge",
     "is_server_fault",
     "latency_stats",

@@ -1,7 +1,8 @@
 """Policy specs and the factory that turns a spec into a policy (in a worker or the main process).
 
-A :class:`PolicySpec` is the serialisable description of one policy of an evaluation; workers
-rebuild the policy from it. Four kinds:
+A :class:`PolicySpec` is the serialisable description of one policy of an evaluation (made by
+:mod:`eval.runner.plan`); :func:`build_policy` builds the policy from it in a worker or the main
+process. Four kinds:
 
 - ``checkpoint``: a VLA checkpoint under one profile,
   ``VLAPolicy.from_checkpoint(path, profile, **options)``;
@@ -13,17 +14,18 @@ rebuild the policy from it. Four kinds:
 from __future__ import annotations
 
 import importlib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eval.config import HTTP_OPTION_NAMES, UsageError, redact
-from policies.http.protocol import check_url, is_http_url
+from policies.base import Policy
+from policies.vla.profiles import DEFAULT_PROFILE
+
+if TYPE_CHECKING:
+    import gymnasium as gym
 
 KINDS = ("checkpoint", "baseline", "factory", "http")
-BASE_PROFILE = "as_trained"
-"""The profile whose checkpoint ids carry no suffix (the other profiles add ``@<profile>``)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,10 @@ class PolicySpec:
 
     @property
     def lane(self) -> str | None:
-        """Episodes of the same lane run one at a time (a server without sessions holds one history)."""
+        """Episodes of the same lane run one at a time (a server without sessions holds one history).
+
+        One URL per server: :func:`eval.runner.plan.check_one_lane_per_server` refuses two URLs of one server.
+        """
         return None if self.options.get("sessions") else self.url
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,48 +87,6 @@ class PolicySpec:
         }
 
 
-def checkpoint_specs(choice: Any, profiles: tuple[str, ...], options: dict[str, Any]) -> list[PolicySpec]:
-    """One spec per profile for a selected checkpoint (:class:`eval.select.CheckpointChoice`)."""
-    return [
-        PolicySpec(
-            kind="checkpoint",
-            id=choice.policy_id + ("" if profile == BASE_PROFILE else f"@{profile}"),
-            path=str(choice.path),
-            profile=profile,
-            options=dict(options),
-            val_loss=choice.val_loss,
-            val_loss_source=choice.val_loss_source,
-            epoch=choice.epoch,
-            role=choice.role,
-        )
-        for profile in profiles
-    ]
-
-
-def other_spec(name: str, http_options: dict[str, Any] | None = None) -> PolicySpec:
-    """Spec of a non-checkpoint policy: a server URL, a ``module:factory`` or a baseline name.
-
-    Raises:
-        UsageError: a malformed URL or an unknown baseline (one line).
-    """
-    if is_http_url(name):
-        try:
-            url = check_url(name)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
-        return PolicySpec(kind="http", id=url, name=url, options=dict(http_options or {}))
-    if ":" in name:
-        return PolicySpec(kind="factory", id=re.sub(r"[^A-Za-z0-9._-]+", "-", name.split(":")[-1]), name=name)
-    from policies.scripted.baselines import BASELINE_NAMES
-
-    if name not in BASELINE_NAMES:
-        raise UsageError(
-            f"unknown baseline {name!r}; choose from {','.join(BASELINE_NAMES)} "
-            "(or give module:factory, or a server URL http://HOST:PORT)"
-        )
-    return PolicySpec(kind="baseline", id=name, name=name)
-
-
 def import_target(target: str) -> Callable[..., Any]:
     """``"module:function"`` -> the function; :class:`UsageError` if it cannot be imported."""
     module_name, _, attr = target.partition(":")
@@ -135,7 +98,7 @@ def import_target(target: str) -> Callable[..., Any]:
         raise UsageError(f"cannot import {target!r}: {exc}") from exc
 
 
-def build_policy(spec: PolicySpec, env: Any, seed: int) -> Any:
+def build_policy(spec: PolicySpec, env: gym.Env | None, seed: int) -> Policy:
     """Build the policy of ``spec`` (``env`` and ``seed`` serve baselines and factories)."""
     if spec.kind == "baseline":
         from policies.scripted.baselines import make_baseline
@@ -144,7 +107,7 @@ def build_policy(spec: PolicySpec, env: Any, seed: int) -> Any:
     if spec.kind == "checkpoint":
         from policies.vla.policy import VLAPolicy
 
-        return VLAPolicy.from_checkpoint(spec.path, spec.profile or BASE_PROFILE, **spec.options)
+        return VLAPolicy.from_checkpoint(spec.path, spec.profile or DEFAULT_PROFILE, **spec.options)
     if spec.kind == "factory":
         return import_target(spec.name)(env=env, seed=seed)
     from policies.http.client import HTTPPolicy
@@ -156,11 +119,8 @@ def build_policy(spec: PolicySpec, env: Any, seed: int) -> Any:
 
 
 __all__ = [
-    "BASE_PROFILE",
     "KINDS",
     "PolicySpec",
     "build_policy",
-    "checkpoint_specs",
     "import_target",
-    "other_spec",
 ]

@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from eval.config import RolloutConfig, UsageError
+from eval.config import SECRET_OPTIONS, RolloutConfig, UsageError
 from eval.results import records as rec
 from eval.select import REPO_ROOT
 
@@ -60,6 +60,24 @@ def environment_info() -> dict[str, Any]:
     }
 
 
+def episode_settings(config: RolloutConfig) -> dict[str, Any]:
+    """The settings that change episode results: a resumed folder must match them."""
+    return rec.to_jsonable(
+        {
+            "seed": config.seed,
+            "scene": config.scene.to_dict(),
+            "env_factory": config.env_factory,
+            "policy_options": {k: v for k, v in config.policy_options.items() if k not in SECRET_OPTIONS},
+        }
+    )
+
+
+def open_results(config: RolloutConfig) -> None:
+    """Make the results folder ``config.out``; refuse one made with other episode settings."""
+    config.out.mkdir(parents=True, exist_ok=True)
+    check_resume(config.out, config)
+
+
 def check_resume(out: Path, config: RolloutConfig) -> None:
     """Refuse a results folder made with other episode settings; then record this run's settings.
 
@@ -67,7 +85,7 @@ def check_resume(out: Path, config: RolloutConfig) -> None:
         UsageError: ``out/run_config.json`` holds other episode settings (one line, with the diff).
     """
     path = out / "run_config.json"
-    settings = rec.to_jsonable(config.episode_settings())
+    settings = episode_settings(config)
     if path.exists():
         try:
             previous = json.loads(path.read_text()).get("episode_settings")
@@ -82,4 +100,4 @@ def check_resume(out: Path, config: RolloutConfig) -> None:
     rec.write_json_atomic(path, {"episode_settings": settings, "config": config.to_dict()})
 
 
-__all__ = ["check_resume", "environment_info"]
+__all__ = ["check_resume", "environment_info", "episode_settings", "open_results"]

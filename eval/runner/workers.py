@@ -20,14 +20,19 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from eval.config import Cell, RolloutConfig
 from eval.results.records import EpisodeRecord
 from eval.runner.episode import EpisodeTask, HarnessError, run_episode
 from eval.runner.policy_factory import PolicySpec, build_policy, import_target
+from policies.base import Policy
 from policies.messages import one_line
+
+if TYPE_CHECKING:
+    import gymnasium as gym
 
 logger = logging.getLogger("eval.rollout")
 
@@ -36,25 +41,21 @@ Result = EpisodeRecord | HarnessError
 _THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
-def make_env(cell: Cell, config: RolloutConfig) -> Any:
-    """Build the gymnasium env for one cell (``render_mode="rgb_array"`` for videos)."""
+def make_env(cell: Cell, config: RolloutConfig) -> gym.Env:
+    """Build the env of one cell with the run's scene settings (``render_mode="rgb_array"``).
+
+    The one place where eval builds an env (workers and the main process's checks): through the
+    simulator's env factory, ``mvla_sim.make_env``, or the config's own ``env_factory``.
+    """
     if config.env_factory:
         return import_target(config.env_factory)(cell=cell, config=config)
-    import gymnasium as gym
+    from mvla_sim.make import SceneDescription
+    from mvla_sim.make import make_env as make_scene_env
 
-    import mvla_sim
-
-    env_id = mvla_sim.env_id(cell.side, cell.lighting)
-    kwargs: dict[str, Any] = {
-        "obstacle_distance": cell.distance,
-        "randomize": config.randomize,
-        "render_mode": "rgb_array",
-    }
-    if config.image_size:
-        kwargs["image_size"] = tuple(config.image_size)
-    if config.max_steps:
-        kwargs["max_steps"] = config.max_steps
-    return gym.make(env_id, disable_env_checker=True, **kwargs)
+    scene = SceneDescription(
+        side=cell.side, lighting=cell.lighting, obstacle_distance=cell.distance, **config.scene.to_dict()
+    )
+    return make_scene_env(scene, render_mode="rgb_array")
 
 
 def passive_openmp() -> None:
@@ -87,6 +88,24 @@ def configure_torch(threads: int, needed: bool) -> None:
     torch.set_num_threads(threads)
 
 
+@contextmanager
+def torch_threads(threads: int, needed: bool) -> Iterator[None]:
+    """:func:`configure_torch` in this process for a while; torch's thread count is restored after."""
+    previous = None
+    if needed:
+        import torch
+
+        previous = torch.get_num_threads()
+    configure_torch(threads, needed)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            import torch
+
+            torch.set_num_threads(previous)
+
+
 # ----------------------------------------------------------------------------------------------
 # Worker state: one per process
 
@@ -96,16 +115,16 @@ class _Worker:
 
     def __init__(self, config: RolloutConfig) -> None:
         self.config = config
-        self.envs: dict[str, Any] = {}
+        self.envs: dict[str, gym.Env] = {}
         self.policy_key: tuple[str, str | None] | None = None
-        self.policy: Any = None
+        self.policy: Policy | None = None
 
-    def env(self, cell: Cell) -> Any:
+    def env(self, cell: Cell) -> gym.Env:
         if cell.name not in self.envs:
             self.envs[cell.name] = make_env(cell, self.config)
         return self.envs[cell.name]
 
-    def policy_for(self, spec: PolicySpec, env: Any, seed: int) -> Any:
+    def policy_for(self, spec: PolicySpec, env: gym.Env | None, seed: int) -> Policy:
         if spec.kind != "checkpoint":
             return build_policy(spec, env, seed)  # cheap, and bound to this env and seed
         key = (spec.id, spec.path)
@@ -295,4 +314,12 @@ def execute_tasks(
         yield from pool.run(plan, progress)
 
 
-__all__ = ["Result", "WorkerPool", "configure_torch", "execute_tasks", "make_env", "passive_openmp"]
+__all__ = [
+    "Result",
+    "WorkerPool",
+    "configure_torch",
+    "execute_tasks",
+    "make_env",
+    "passive_openmp",
+    "torch_threads",
+]

@@ -11,8 +11,12 @@ the server's ``action``. The protocol is in :mod:`policies.http.protocol`, the f
 Faults (a timeout, a refused or reset connection, an HTTP error, an answer that is not the
 protocol's) raise :class:`ServerFault`, whose message starts with a short reason; the evaluator
 ends that episode as a failure with the reason recorded. Nothing is resent unless
-``retries > 0``: a real robot does not resend a stale frame, and a resent frame the server had
-already processed advances its history twice.
+``retries > 0``, and a 3xx or 4xx never: a real robot does not resend a stale frame, and a
+resent frame the server had already processed advances its history twice. Redirects are not
+followed (the key would go to the new address). Each request has the robot client's per-read
+timeout and a total deadline (:mod:`policies.http.deadline`), so a server that trickles its
+answer cannot stretch a step. The key is checked at construction
+(:func:`policies.http.protocol.key_problem`) and never appears in a message.
 
 :meth:`HTTPPolicy.check` is the pre-flight check (``/health``, then an authenticated
 ``/reset``) that raises :class:`PreflightError` with a one-line reason.
@@ -28,6 +32,7 @@ from typing import Any
 import numpy as np
 import requests
 
+from policies.http.deadline import DeadlineExceeded, deadline, deadline_session
 from policies.http.protocol import (
     API_KEY_ENV,
     API_KEY_HEADER,
@@ -35,6 +40,8 @@ from policies.http.protocol import (
     SESSION_HEADER,
     STRATEGIES,
     check_url,
+    key_problem,
+    public_url,
 )
 from policies.vla.transport import JPEG_QUALITY, client_payload_image
 
@@ -42,7 +49,18 @@ PREFLIGHT_TIMEOUT_S: tuple[float, float] = (5.0, 120.0)
 """(connect, read) timeouts (s) of the pre-flight requests: the team's server loads its model on the
 first ``/reset`` or ``/predict``, which takes far longer than a control step."""
 
-OPTION_NAMES: tuple[str, ...] = ("api_key", "strategy", "timeout_s", "retries", "keep_alive", "sessions")
+DEADLINE_FACTOR = 2.0
+"""Default total deadline of a request in per-read timeouts: one to connect, one to wait for the answer."""
+
+OPTION_NAMES: tuple[str, ...] = (
+    "api_key",
+    "strategy",
+    "timeout_s",
+    "deadline_s",
+    "retries",
+    "keep_alive",
+    "sessions",
+)
 """Keyword options of :class:`HTTPPolicy` (``--policy-option KEY=VALUE`` in ``eval.rollout``)."""
 
 
@@ -50,7 +68,8 @@ class ServerFault(RuntimeError):
     """A request to the server failed during an episode; ``reason`` is a short code.
 
     Codes: ``timeout``, ``connection_refused``, ``connection_reset``, ``connection_error``,
-    ``http_<status>`` (e.g. ``http_500``), ``bad_answer``.
+    ``http_<status>`` (e.g. ``http_500``, ``http_307`` for a redirect, which is not followed),
+    ``bad_answer``.
     """
 
     failure_code = "server_fault"
@@ -64,8 +83,14 @@ class PreflightError(RuntimeError):
     """The server failed the pre-flight check (one-line message naming the problem and the fix)."""
 
 
-def _fault_from_exception(exc: requests.RequestException, timeout_s: float) -> ServerFault:
+def _fault_from_exception(
+    exc: requests.RequestException, timeout_s: float, deadline_s: float | None = None
+) -> ServerFault:
     text = " ".join(str(exc).split())[:200]
+    if isinstance(exc, DeadlineExceeded):
+        return ServerFault(
+            "timeout", f"no complete answer within {deadline_s or timeout_s:g} s (the deadline)"
+        )
     if isinstance(exc, requests.Timeout):
         return ServerFault("timeout", f"no answer within {timeout_s:g} s")
     chain: list[BaseException] = []
@@ -86,6 +111,9 @@ def _fault_from_exception(exc: requests.RequestException, timeout_s: float) -> S
 
 
 def _detail(response: requests.Response) -> str:
+    if response.is_redirect:
+        location = public_url(response.headers.get("location", "")) or "?"
+        return f"a redirect to {location} (not followed: the key would go there)"
     try:
         body = response.json()
     except ValueError:
@@ -103,8 +131,10 @@ class HTTPPolicy:
             when ``VLA_API_KEY`` is empty).
         strategy: ``chunk_reuse`` or ``receding_horizon`` sent in the payload; None (default)
             sends none, as the robot client.
-        timeout_s: per-request timeout (s), 1.0 as the robot client (``requests``' timeout:
+        timeout_s: per-read timeout (s), 1.0 as the robot client (``requests``' timeout:
             to connect, and between bytes of the answer).
+        deadline_s: total time (s) for one request, connect to last byte; default
+            :data:`DEADLINE_FACTOR` x ``timeout_s``.
         retries: times a failed ``/predict`` or ``/reset`` is resent (default 0).
         keep_alive: reuse one connection; False (default) opens one per request, as the robot
             client's ``requests.post``.
@@ -122,6 +152,7 @@ class HTTPPolicy:
         api_key: str | None = None,
         strategy: str | None = None,
         timeout_s: float = CLIENT_TIMEOUT_S,
+        deadline_s: float | None = None,
         retries: int = 0,
         keep_alive: bool = False,
         sessions: bool = False,
@@ -131,16 +162,30 @@ class HTTPPolicy:
             raise ValueError(f"strategy {strategy!r}: choose from {','.join(STRATEGIES)} (or leave it out)")
         if not (isinstance(timeout_s, int | float) and math.isfinite(timeout_s) and timeout_s > 0):
             raise ValueError(f"timeout_s {timeout_s!r}: must be a number of seconds > 0")
+        if deadline_s is None:
+            deadline_s = DEADLINE_FACTOR * timeout_s
+        if not (
+            isinstance(deadline_s, int | float) and math.isfinite(deadline_s) and deadline_s >= timeout_s
+        ):
+            raise ValueError(
+                f"deadline_s {deadline_s!r}: must be a number of seconds >= timeout_s ({timeout_s:g})"
+            )
         if not (isinstance(retries, int) and retries >= 0):
             raise ValueError(f"retries {retries!r}: must be an integer >= 0")
         self.api_key = str(api_key) if api_key not in (None, "") else None  # a numeric key parses as int
+        problem = key_problem(self.api_key) if self.api_key is not None else None
+        if problem is not None:
+            raise ValueError(
+                f"the API key ({API_KEY_ENV} or --policy-option api_key) {problem} (key not shown)"
+            )
         self.strategy = strategy
         self.timeout_s = float(timeout_s)
+        self.deadline_s = float(deadline_s)
         self.retries = retries
         self.keep_alive = bool(keep_alive)
         self.sessions = bool(sessions)
         self.session_id: str | None = None
-        self._session: requests.Session | None = requests.Session() if keep_alive else None
+        self._session: requests.Session | None = deadline_session() if keep_alive else None
         self.health: dict[str, Any] | None = None
         self.instruction: str | None = None
         self.round_trip_ms: list[float] = []
@@ -151,13 +196,34 @@ class HTTPPolicy:
     def _request(
         self, method: str, route: str, payload: dict[str, Any] | None = None, timeout: Any = None
     ) -> requests.Response:
+        """One request, no redirect followed, cut at the deadline (``requests.Timeout`` then)."""
         headers = {API_KEY_HEADER: self.api_key} if self.api_key else {}
         if self.session_id is not None:
             headers[SESSION_HEADER] = self.session_id
-        send = self._session.request if self._session is not None else requests.request
-        return send(
-            method, self.url + route, json=payload, headers=headers, timeout=timeout or self.timeout_s
-        )
+        timeout = timeout or self.timeout_s
+        total = sum(timeout) if isinstance(timeout, tuple) else self.deadline_s
+        session = self._session if self._session is not None else deadline_session()
+        try:
+            with deadline(total) as expired:
+                try:
+                    response = session.request(
+                        method,
+                        self.url + route,
+                        json=payload,
+                        headers=headers,
+                        timeout=timeout,
+                        allow_redirects=False,
+                    )
+                except requests.RequestException as exc:
+                    if expired():
+                        raise DeadlineExceeded(f"no complete answer within {total:g} s") from exc
+                    raise
+                if expired():  # cut while reading the headers: http.client takes the EOF for their end
+                    raise DeadlineExceeded(f"no complete answer within {total:g} s")
+                return response
+        finally:
+            if session is not self._session:
+                session.close()
 
     def _call(self, method: str, route: str, payload: dict[str, Any] | None = None) -> tuple[dict, float]:
         """One request (resent up to ``retries`` times on a fault); (JSON answer, round trip ms)."""
@@ -169,13 +235,13 @@ class HTTPPolicy:
             try:
                 response = self._request(method, route, payload)
             except requests.RequestException as exc:
-                fault = _fault_from_exception(exc, self.timeout_s)
+                fault = _fault_from_exception(exc, self.timeout_s, self.deadline_s)
                 continue
             elapsed_ms = (time.perf_counter() - start) * 1000.0
             if response.status_code >= 500:
                 fault = ServerFault(f"http_{response.status_code}", f"{route} answered {_detail(response)}")
                 continue
-            if response.status_code != 200:  # a 4xx is not transient: never resent
+            if response.status_code != 200:  # a 3xx or 4xx is not transient: never resent
                 raise ServerFault(f"http_{response.status_code}", f"{route} answered {_detail(response)}")
             try:
                 body = response.json()
@@ -298,6 +364,7 @@ class HTTPPolicy:
             "api_key": "set" if self.api_key else "not set",
             "strategy": self.strategy,
             "timeout_s": self.timeout_s,
+            "deadline_s": self.deadline_s,
             "retries": self.retries,
             "keep_alive": self.keep_alive,
             "sessions": self.sessions,
@@ -317,4 +384,11 @@ def supports_sessions(health: dict[str, Any] | None) -> bool:
     return isinstance(sessions, dict) and sessions.get("header") == SESSION_HEADER
 
 
-__all__ = ["OPTION_NAMES", "HTTPPolicy", "PreflightError", "ServerFault", "supports_sessions"]
+__all__ = [
+    "DEADLINE_FACTOR",
+    "OPTION_NAMES",
+    "HTTPPolicy",
+    "PreflightError",
+    "ServerFault",
+    "supports_sessions",
+]

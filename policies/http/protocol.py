@@ -27,6 +27,7 @@ timeout.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from urllib.parse import urlsplit, urlunsplit
 
 API_KEY_HEADER = "X-API-Key"
@@ -53,6 +54,8 @@ PREDICT_FIELDS: tuple[str, ...] = (
     "buffer_status",
 )
 INVALID_KEY_DETAIL = "Invalid API Key"
+MIN_KEY_LENGTH = 16
+"""Shortest API key the server starts with and the client sends (a guessable key is no key)."""
 RESET_ANSWER = {"status": "success", "message": "History and buffer cleared"}
 ROOT_ANSWER = {"name": "Mobile VLA Inference API", "version": "1.0.0", "status": "running"}
 
@@ -93,6 +96,54 @@ def check_url(url: str) -> str:
     return public_url(url)
 
 
+def key_problem(key: str) -> str | None:
+    """What is wrong with an API key, or None; the answer never contains the key.
+
+    A key is at least :data:`MIN_KEY_LENGTH` printable ASCII characters without whitespace: HTTP
+    strips surrounding spaces from header values (such a key could never match), a control
+    character breaks the header, and a non-ASCII one cannot be sent as a header at all.
+    """
+    if not key:
+        return "is empty"
+    if any(c.isspace() for c in key):
+        return "contains whitespace (spaces, tabs, a line break: often a pasted newline)"
+    if not all(" " < c < "\x7f" for c in key):
+        return "contains characters other than printable ASCII"
+    if len(key) < MIN_KEY_LENGTH:
+        return f"is {len(key)} characters long; use at least {MIN_KEY_LENGTH}"
+    return None
+
+
+def _address_key(ip: str) -> str:
+    """An address, with every address of this machine (loopback, 0.0.0.0, its own interfaces) as ``local``."""
+    address = ipaddress.ip_address(ip.split("%")[0])
+    if address.is_loopback or address.is_unspecified:
+        return "local"
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:  # an address can be bound here if and only if it is one of this machine's
+            probe.bind((str(address), 0))
+        except OSError:
+            return str(address)
+    return "local"
+
+
+def server_identity(url: str) -> frozenset[tuple[str, int, str]] | None:
+    """The (address, port, path) triples ``url`` reaches; None if its host does not resolve.
+
+    Two URLs whose identities overlap name one server (``http://127.0.0.1:P`` and
+    ``http://localhost:P``), whatever their spelling.
+    """
+    parts = urlsplit(url.strip())
+    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return None
+    path = parts.path.rstrip("/")
+    return frozenset((_address_key(str(info[4][0])), port, path) for info in infos)
+
+
 def is_loopback_host(host: str) -> bool:
     """``localhost`` or an address in 127.0.0.0/8 or ``::1``."""
     if host.lower() == "localhost":
@@ -111,6 +162,7 @@ __all__ = [
     "DEFAULT_PORT",
     "HEALTH_FIELDS",
     "INVALID_KEY_DETAIL",
+    "MIN_KEY_LENGTH",
     "PREDICT_FIELDS",
     "RESET_ANSWER",
     "ROOT_ANSWER",
@@ -120,5 +172,7 @@ __all__ = [
     "check_url",
     "is_http_url",
     "is_loopback_host",
+    "key_problem",
     "public_url",
+    "server_identity",
 ]

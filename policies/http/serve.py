@@ -12,12 +12,15 @@ http://HOST:PORT`` drive it unchanged: for example a sim-trained checkpoint on t
   "instruction": ...})``; ``strategy`` is accepted and, as the team's server, answered
   ``receding_horizon``.
 
-Bad requests (not base64, not an image, missing fields, a body that is not JSON) get a 4xx with a
-message and the server keeps serving; a policy that raises gets a 500 with its message. Requests
-without a session are served one at a time (one policy, one history), as the team's server;
-requests with an ``X-Session-Id`` header each have their session's history, and concurrent
-sessions are batched (``--max-batch``, ``--max-wait-ms``; :mod:`policies.http.sessions`). The
-API key comes from ``VLA_API_KEY`` and is required; ``--no-auth`` is allowed on a loopback host only.
+Bad requests (not base64, not a JPEG, missing or blank fields, a body that is not JSON) get a 4xx
+with a message that never echoes the request, and the server keeps serving; a policy that raises
+gets a 500 with its message. Requests without a session are served one at a time (one policy, one
+history), as the team's server; requests with an ``X-Session-Id`` header each have their
+session's history, and concurrent sessions are batched (``--max-batch``, ``--max-wait-ms``;
+:mod:`policies.http.sessions`). The API key comes from ``VLA_API_KEY`` and is required;
+``--no-auth`` is allowed on a loopback host only.
+What is refused before a request reaches the policy (key, body and image size, slow or half-open
+connections, browsers under ``--no-auth``) is :mod:`policies.http.guard`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import argparse
 import contextlib
 import logging
 import os
-import secrets
 import socket
 import sys
 import threading
@@ -36,24 +38,33 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from fastapi import Depends, FastAPI, Header, HTTPException
-from fastapi.security import APIKeyHeader
-from pydantic import BaseModel
+from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, field_validator
 
+from policies.http.guard import (
+    MAX_INSTRUCTION_CHARS,
+    GuardMiddleware,
+    ImageRefused,
+    ServeLimits,
+    decode_frame,
+    uvicorn_config,
+)
 from policies.http.protocol import (
     ANSWERED_STRATEGY,
     API_KEY_ENV,
     API_KEY_HEADER,
     DEFAULT_PORT,
-    INVALID_KEY_DETAIL,
     RESET_ANSWER,
     ROOT_ANSWER,
     SESSION_HEADER,
     is_loopback_host,
+    key_problem,
 )
 from policies.http.sessions import DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS, SessionError
-from policies.vla.profiles import parse_overrides
-from policies.vla.transport import FrameDecodeError, decode_jpeg, from_base64
+from policies.options import parse_key_values
+from policies.vla.transport import FrameDecodeError, from_base64
 
 logger = logging.getLogger("policies.http.serve")
 
@@ -143,8 +154,15 @@ class InferenceRequest(BaseModel):
 
     image: str
     """base64 JPEG (the robot client's 224x224 frame)."""
-    instruction: str
+    instruction: str = Field(max_length=MAX_INSTRUCTION_CHARS)
     strategy: Literal["chunk_reuse", "receding_horizon"] = "chunk_reuse"
+
+    @field_validator("instruction")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank: give the task, e.g. 'Navigate to the brown pot'")
+        return value
 
 
 class InferenceResponse(BaseModel):
@@ -158,63 +176,89 @@ class InferenceResponse(BaseModel):
     buffer_status: dict
 
 
-def create_app(server: PolicyServer, api_key: str | None) -> FastAPI:
-    """The FastAPI app of ``server``; ``api_key`` None serves without authentication."""
-    header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
+def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """FastAPI's 422 detail without its ``input`` and ``ctx`` (which echo the request body)."""
+    return [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
 
-    def verify_key(key: str | None = Depends(header)) -> None:
-        if api_key is not None and not (key and secrets.compare_digest(key.encode(), api_key.encode())):
-            raise HTTPException(status_code=403, detail=INVALID_KEY_DETAIL)
 
-    app = FastAPI(title="Mobile VLA Inference API", version="1.0.0")
+def predict_answer(
+    server: PolicyServer, request: InferenceRequest, limits: ServeLimits, session_id: str | None = None
+) -> dict[str, Any]:
+    """``/predict``'s answer: decode the frame, act, check the action (``HTTPException`` on failure)."""
+    if not server.model_loaded:
+        raise HTTPException(status_code=503, detail="no model loaded")
+    start = time.perf_counter()
+    try:
+        image = decode_frame(from_base64(request.image), limits)
+    except ImageRefused as exc:
+        raise HTTPException(status_code=exc.status, detail=str(exc)) from exc
+    except FrameDecodeError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from exc
+    try:
+        action = server.predict(image, request.instruction, session_id)
+    except SessionError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - the team's server answers 500 with the message
+        logger.exception("prediction failed")
+        raise HTTPException(
+            status_code=500, detail=f"prediction failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    if action.shape != (2,) or not np.all(np.isfinite(action)):
+        raise HTTPException(
+            status_code=500, detail=f"the policy returned {action.tolist()}, not 2 finite numbers"
+        )
+    return {
+        "action": [float(v) for v in action],
+        "latency_ms": (time.perf_counter() - start) * 1000.0,
+        "model_name": server.model_name,
+        "strategy": ANSWERED_STRATEGY,
+        "source": "inferred",
+        "buffer_status": {},
+    }
+
+
+def create_app(
+    server: PolicyServer, api_key: str | None, *, limits: ServeLimits | None = None, docs: bool = False
+) -> FastAPI:
+    """The FastAPI app of ``server``; ``api_key`` None serves without authentication.
+
+    The key, the body size and, without a key, the Host and Origin are checked by
+    :class:`policies.http.guard.GuardMiddleware` before any body is read. ``docs`` serves the
+    OpenAPI schema at ``/openapi.json`` (behind the key); the HTML pages are never served.
+    """
+    limits = limits or ServeLimits()
+    app = FastAPI(
+        title="Mobile VLA Inference API",
+        version="1.0.0",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    app.add_middleware(GuardMiddleware, api_key=api_key, limits=limits)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": validation_errors(exc)})
 
     @app.get("/")
-    def root() -> dict[str, Any]:
+    async def root() -> dict[str, Any]:
         return dict(ROOT_ANSWER)
 
     @app.get("/health")
-    def health() -> dict[str, Any]:
+    async def health() -> dict[str, Any]:  # on the event loop: never queued behind /predict
         return server.health()
 
     @app.post("/predict", response_model=InferenceResponse)
     def predict(
-        request: InferenceRequest,
-        _: None = Depends(verify_key),
-        session_id: str | None = Header(default=None, alias=SESSION_HEADER),
+        request: InferenceRequest, session_id: str | None = Header(default=None, alias=SESSION_HEADER)
     ) -> dict[str, Any]:
-        if not server.model_loaded:
-            raise HTTPException(status_code=503, detail="no model loaded")
-        start = time.perf_counter()
-        try:
-            image = decode_jpeg(from_base64(request.image))
-        except FrameDecodeError as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from exc
-        try:
-            action = server.predict(image, request.instruction, session_id)
-        except SessionError as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from exc
-        except Exception as exc:  # noqa: BLE001 - the team's server answers 500 with the message
-            logger.exception("prediction failed")
-            raise HTTPException(
-                status_code=500, detail=f"prediction failed: {type(exc).__name__}: {exc}"
-            ) from exc
-        if action.shape != (2,) or not np.all(np.isfinite(action)):
-            raise HTTPException(
-                status_code=500, detail=f"the policy returned {action.tolist()}, not 2 finite numbers"
-            )
-        return {
-            "action": [float(v) for v in action],
-            "latency_ms": (time.perf_counter() - start) * 1000.0,
-            "model_name": server.model_name,
-            "strategy": ANSWERED_STRATEGY,
-            "source": "inferred",
-            "buffer_status": {},
-        }
+        return predict_answer(server, request, limits, session_id)
 
     @app.post("/reset")
-    def reset(
-        _: None = Depends(verify_key), session_id: str | None = Header(default=None, alias=SESSION_HEADER)
-    ) -> dict[str, Any]:
+    def reset(session_id: str | None = Header(default=None, alias=SESSION_HEADER)) -> dict[str, Any]:
         try:
             server.reset(session_id)
         except SessionError as exc:
@@ -222,7 +266,7 @@ def create_app(server: PolicyServer, api_key: str | None) -> FastAPI:
         return dict(RESET_ANSWER)
 
     @app.get("/test")
-    def test(_: None = Depends(verify_key)) -> dict[str, Any]:
+    def test() -> dict[str, Any]:
         return {"message": "Test endpoint", "instruction": "Navigate to the brown pot", "action": [0.0, 0.0]}
 
     return app
@@ -256,13 +300,23 @@ def url_of(sock: socket.socket) -> str:
 
 @contextlib.contextmanager
 def running_server(
-    app: Any, host: str = "127.0.0.1", port: int = 0, timeout_s: float = 10.0
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    timeout_s: float = 10.0,
+    limits: ServeLimits | None = None,
 ) -> Iterator[str]:
-    """Serve ``app`` from a thread of this process (tests, benchmarks); yields its base URL."""
+    """Serve ``app`` from a thread of this process (tests, benchmarks); yields its base URL.
+
+    ``limits`` sets the connection limits (header timeout, connection cap); give the app's.
+    """
     import uvicorn
 
     sock = bind_socket(host, port)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    config = uvicorn_config(
+        app, limits or ServeLimits(), log_level="warning", lifespan="off", access_log=False
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="policies.http.serve"
     )
@@ -362,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a VLA policy setting, repeatable: device=cuda, dtype=bfloat16, dead_zone=0.1 ...",
+        help="a VLA policy setting, repeatable: device=cuda, dtype=bfloat16, gain=1.0 ...",
     )
     what.add_argument("--seed", type=int, default=0, help="seed of the random baseline (default 0)")
     what.add_argument(
@@ -381,6 +435,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-auth",
         action="store_true",
         help=f"serve without an API key (loopback hosts only; ignores {API_KEY_ENV})",
+    )
+    net.add_argument(
+        "--docs",
+        action="store_true",
+        help="serve the OpenAPI schema at /openapi.json, behind the key (off by default; the /docs and "
+        "/redoc pages, which load scripts from a CDN, are never served)",
     )
     batching = parser.add_argument_group(f"sessions (requests with an {SESSION_HEADER} header)")
     batching.add_argument(
@@ -409,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _options(items: list[str]) -> dict[str, Any]:
     try:
-        return parse_overrides(items)
+        return parse_key_values(items)
     except ValueError as exc:
         raise ServeError(str(exc)) from None
 
@@ -418,7 +478,8 @@ def resolve_key(host: str, no_auth: bool, environ: dict[str, str] | None = None)
     """The API key to require, or None for ``--no-auth``.
 
     Raises:
-        ServeError: ``--no-auth`` on a non-loopback host, or no key in ``VLA_API_KEY``.
+        ServeError: ``--no-auth`` on a non-loopback host, or no key in ``VLA_API_KEY``, or a key
+            that :func:`policies.protocol.key_problem` refuses (short, whitespace, not ASCII).
     """
     environ = os.environ if environ is None else environ
     if no_auth:
@@ -433,6 +494,11 @@ def resolve_key(host: str, no_auth: bool, environ: dict[str, str] | None = None)
         raise ServeError(
             f"{API_KEY_ENV} is not set: the server requires an API key (export {API_KEY_ENV}=<secret>), "
             "or add --no-auth on a loopback host"
+        )
+    problem = key_problem(key)
+    if problem is not None:
+        raise ServeError(
+            f"{API_KEY_ENV} {problem}; make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
         )
     return key
 
@@ -520,8 +586,11 @@ def main(argv: Sequence[str] | None = None, *, on_ready: Callable[[str], None] |
     )
     if on_ready is not None:
         on_ready(url)
-    app = create_app(server, key)
-    config = uvicorn.Config(app, log_level=args.log_level, access_log=args.log_level in ("debug", "info"))
+    limits = ServeLimits()
+    app = create_app(server, key, limits=limits, docs=args.docs)
+    config = uvicorn_config(
+        app, limits, log_level=args.log_level, access_log=args.log_level in ("debug", "info")
+    )
     try:
         uvicorn.Server(config).run(sockets=[sock])  # uvicorn re-raises Ctrl-C after a graceful shutdown
     except KeyboardInterrupt:

@@ -37,6 +37,9 @@ from mvla_sim.facts import (
     KEY_ACTION_VALUE,
     KEY_ACTIONS,
     MOVE_KEYS,
+    STOP_CHAR,
+    key_char_of_action,
+    key_of_char,
     real_key_sequences,
     side_of_instruction,
 )
@@ -45,7 +48,7 @@ GUIDES: tuple[str, ...] = ("weighted", "most_common")
 """Ways to choose the guide sequence: drawn in proportion to the real episode counts, or the most
 frequent real sequence of the scene; a 17-key string names one directly."""
 
-KEYS: str = "WQAZSCDE_"
+KEYS: str = "".join(MOVE_KEYS) + STOP_CHAR
 """Planner key alphabet: the eight movement keys, then ``_`` for the space bar (stop)."""
 
 SAMPLES_PER_PRESS = 4
@@ -148,8 +151,8 @@ class ScriptedExpert:
             return np.asarray(KEY_ACTIONS[key][:2], dtype=np.float32)
         plan = self._current_plan(state)
         key = plan.keys[0]
-        self.last_key = " " if key == "_" else key
-        if self.config.mode == "continuous" and len(plan.keys) >= 2 and "_" not in plan.keys[:2]:
+        self.last_key = key_of_char(key)
+        if self.config.mode == "continuous" and len(plan.keys) >= 2 and STOP_CHAR not in plan.keys[:2]:
             action = self._corner_cut(state, plan)
             if action is not None:
                 self.last_key = None
@@ -226,18 +229,10 @@ def candidate_plans(length: int, side: str, stops: int) -> np.ndarray:
                         + strafe * second_strafe
                         + "W" * w2
                         + tail_key * tail
-                        + "_" * stops
+                        + STOP_CHAR * stops
                     )
     index = {k: i for i, k in enumerate(KEYS)}
     return np.array([[index[k] for k in p] for p in sorted(plans)], dtype=np.int8).reshape(-1, length)
-
-
-def _key_of_action(action: list[float]) -> str:
-    for key in KEYS:
-        ref = KEY_ACTIONS[" " if key == "_" else key][:2]
-        if abs(action[0] - ref[0]) < 1e-3 and abs(action[1] - ref[1]) < 1e-3:
-            return key
-    return "?"
 
 
 def make_plan(state: dict[str, Any], guide: str, margin_m: float) -> Plan:
@@ -245,7 +240,7 @@ def make_plan(state: dict[str, Any], guide: str, margin_m: float) -> Plan:
     lay = state["layout"]
     side = lay["side"]
     taken, left = state["steps_taken"], state["steps_left"]
-    history = "".join(_key_of_action(a) for a in state["action_history"])
+    history = "".join(key_char_of_action(a) for a in state["action_history"])
     if left <= 0:
         raise RuntimeError("the episode has no key press left to plan")
     protocol_left = max(EPISODE_ACTIONS - taken, 0)
@@ -261,7 +256,9 @@ def make_plan(state: dict[str, Any], guide: str, margin_m: float) -> Plan:
     full = np.concatenate([full, plans.astype(np.int16)], axis=1)
     guide_idx = np.array([KEYS.index(k) for k in guide], dtype=np.int16)
     n = min(full.shape[1], len(guide_idx))
-    distance = np.sum(full[:, :n] != guide_idx[:n], axis=1) + np.sum(full[:, n:] != KEYS.index("_"), axis=1)
+    distance = np.sum(full[:, :n] != guide_idx[:n], axis=1) + np.sum(
+        full[:, n:] != KEYS.index(STOP_CHAR), axis=1
+    )
 
     feasible = margins > 0
     good = margins >= margin_m
@@ -274,7 +271,7 @@ def make_plan(state: dict[str, Any], guide: str, margin_m: float) -> Plan:
     best = int(order[0])
     keys = "".join(KEYS[i] for i in plans[best])
     if length < left:
-        keys += "_" * (left - length)
+        keys += STOP_CHAR * (left - length)
         pad = [tuple(waypoints[best, -1])] * (left - length)
     else:
         pad = []
@@ -291,9 +288,28 @@ def evaluate_plans(state: dict[str, Any], plans: np.ndarray) -> tuple[np.ndarray
     vertical, as the distance the bottle could move before leaving it). A plan that crosses the
     box's centre line on the wrong side (or never) scores -1.
     """
+    waypoints, dense = _plan_points(state, plans)
+    px, py = dense[..., 0], dense[..., 1]
+    box_gap, (u, v) = _box_gap(state, px, py)
+    margins = np.minimum.reduce(
+        [box_gap, *_wall_and_bottle_gaps(state, px, py), *_end_margins(state, waypoints)]
+    )
     lay = state["layout"]
+    sign = 1.0 if lay["side"] == "left" else -1.0
+    passed = state["side_passed"]
+    if passed == "none":
+        crossed = u >= 0.0
+        first = np.argmax(crossed, axis=1)
+        at_cross = v[np.arange(len(plans)), first]
+        side_ok = crossed.any(axis=1) & (sign * at_cross > 0)
+    else:
+        side_ok = np.full(len(plans), passed == lay["side"])
+    return np.where(side_ok, margins, np.minimum(margins, -1.0)), waypoints
+
+
+def _plan_points(state: dict[str, Any], plans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each plan's waypoints after every press (N, L+1, 2) and its path sampled densely (N, M, 2)."""
     x0, y0, yaw = state["robot_pose"]
-    rhx, rhy = state["robot_half_extents"]
     c, s = math.cos(yaw), math.sin(yaw)
     steps = np.zeros((len(KEYS), 2))
     for i, key in enumerate(KEYS[:-1]):
@@ -307,10 +323,17 @@ def evaluate_plans(state: dict[str, Any], plans: np.ndarray) -> tuple[np.ndarray
     dense = (waypoints[:, :-1, None, :] + disp[:, :, None, :] * t[None, None, :, None]).reshape(
         len(plans), -1, 2
     )
-    dense = np.concatenate([dense, waypoints[:, -1:]], axis=1)
-    px, py = dense[..., 0], dense[..., 1]
+    return waypoints, np.concatenate([dense, waypoints[:, -1:]], axis=1)
 
-    # box, in its own frame; the robot's footprint as its bounding box in that frame
+
+def _box_gap(
+    state: dict[str, Any], px: np.ndarray, py: np.ndarray
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Clearance (m) of each path to the box (the robot's footprint as its bounding box in the
+    box's frame), and the path points in the box's frame (u along, v across)."""
+    lay = state["layout"]
+    _, _, yaw = state["robot_pose"]
+    rhx, rhy = state["robot_half_extents"]
     cx, cy = lay["box_center"]
     byaw = lay["box_yaw"]
     cb, sb = math.cos(byaw), math.sin(byaw)
@@ -319,17 +342,36 @@ def evaluate_plans(state: dict[str, Any], plans: np.ndarray) -> tuple[np.ndarray
     hx, hy = lay["box_half_extents"]
     ex = hx + rhx * abs(math.cos(rel)) + rhy * abs(math.sin(rel))
     ey = hy + rhx * abs(math.sin(rel)) + rhy * abs(math.cos(rel))
-    box_gap = _rect_gap(np.abs(u) - ex, np.abs(v) - ey).min(axis=1)
+    return _rect_gap(np.abs(u) - ex, np.abs(v) - ey).min(axis=1), (u, v)
 
-    wx = rhx * abs(c) + rhy * abs(s)
-    wy = rhx * abs(s) + rhy * abs(c)
-    half_w = lay["corridor_half_width"]
-    wall_gap = half_w - wy - np.abs(py).max(axis=1)
+
+def _robot_half_widths(state: dict[str, Any]) -> tuple[float, float]:
+    """Half extents (m) of the robot's footprint along the world's x and y."""
+    _, _, yaw = state["robot_pose"]
+    rhx, rhy = state["robot_half_extents"]
+    c, s = math.cos(yaw), math.sin(yaw)
+    return rhx * abs(c) + rhy * abs(s), rhx * abs(s) + rhy * abs(c)
+
+
+def _wall_and_bottle_gaps(state: dict[str, Any], px: np.ndarray, py: np.ndarray) -> list[np.ndarray]:
+    """Clearance (m) of each path to the corridor walls and to the bottle."""
+    lay = state["layout"]
+    wx, wy = _robot_half_widths(state)
+    wall_gap = lay["corridor_half_width"] - wy - np.abs(py).max(axis=1)
     ox, oy = lay["bottle_xy"]
     bottle_gap = (_rect_gap(np.abs(ox - px) - wx, np.abs(oy - py) - wy) - lay["bottle_radius"]).min(axis=1)
+    return [wall_gap, bottle_gap]
 
+
+def _end_margins(state: dict[str, Any], waypoints: np.ndarray) -> list[np.ndarray]:
+    """At each plan's end (m): room inside the goal radius, beyond the minimum distance, in front of
+    the bottle, and inside the camera's horizontal and vertical field of view."""
+    lay, succ, cam = state["layout"], state["success"], state["camera"]
+    _, _, yaw = state["robot_pose"]
+    c, s = math.cos(yaw), math.sin(yaw)
+    cb, sb = math.cos(lay["box_yaw"]), math.sin(lay["box_yaw"])
+    ox, oy = lay["bottle_xy"]
     xe, ye = waypoints[:, -1, 0], waypoints[:, -1, 1]
-    succ, cam = state["success"], state["camera"]
     dist = np.hypot(ox - xe, oy - ye)
     goal = succ["goal_radius_m"] - dist
     near = dist - succ["min_goal_distance_m"]
@@ -343,18 +385,7 @@ def evaluate_plans(state: dict[str, Any], plans: np.ndarray) -> tuple[np.ndarray
     vertical = -(rx * c + ry * s) * math.sin(pitch) + rz * math.cos(pitch)
     view_h = depth * math.tan(math.radians(cam["hfov_deg"]) / 2 - margin) - np.abs(lateral)
     view_v = depth * math.tan(math.radians(cam["vfov_deg"]) / 2 - margin) - np.abs(vertical)
-
-    margins = np.minimum.reduce([box_gap, wall_gap, bottle_gap, goal, near, front, view_h, view_v])
-    sign = 1.0 if lay["side"] == "left" else -1.0
-    passed = state["side_passed"]
-    if passed == "none":
-        crossed = u >= 0.0
-        first = np.argmax(crossed, axis=1)
-        at_cross = v[np.arange(len(plans)), first]
-        side_ok = crossed.any(axis=1) & (sign * at_cross > 0)
-    else:
-        side_ok = np.full(len(plans), passed == lay["side"])
-    return np.where(side_ok, margins, np.minimum(margins, -1.0)), waypoints
+    return [goal, near, front, view_h, view_v]
 
 
 def _rect_gap(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:

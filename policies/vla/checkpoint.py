@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -30,6 +30,9 @@ from policies.vla.checkpoint_io import (
 )
 from policies.vla.checkpoint_keys import KeyReport, canonical_key, expected_tensors, match_keys, preview
 from policies.vla.config import VLAConfig
+
+if TYPE_CHECKING:
+    from policies.vla.model import MobileVLAModel
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +109,6 @@ def load_model(
         CheckpointError: unreadable file, missing or unsupported config, or a key report that
             is not ok.
     """
-    from policies.vla.model import BackboneNotFoundError, MobileVLAModel, check_backbone_folder
-
     path_str = str(path)
     # Read into memory once (no mmap): the parameters then take these tensors without a copy,
     # and the model does not depend on a file that training may overwrite.
@@ -117,37 +118,8 @@ def load_model(
     )
     state_dict, lightning = extract_state_dict(ckpt, path_str)
     shapes = {k: tuple(v.shape) for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
-
-    if not config.is_preset:
-        try:
-            check_backbone_folder(config.backbone)  # the tokenizer and config come from it in any case
-        except BackboneNotFoundError as exc:
-            raise CheckpointError(f"{path_str}: {exc}") from None
-    meta = MobileVLAModel.build_meta(config)
-    report, _ = match_keys(shapes, expected_tensors(meta), checkpoint=path_str, lightning_prefix=lightning)
-    del meta
-    if (
-        report.missing_trained
-        or report.shape_mismatched
-        or report.unexpected_trained
-        or (report.missing_frozen and config.is_preset)
-    ):
-        raise CheckpointError(f"{path_str}: does not fit the config's model: " + "; ".join(report.problems()))
-
-    if report.missing_frozen:
-        # LoRA-only checkpoint: the frozen weights come from the pretrained Kosmos-2 folder
-        try:
-            model = MobileVLAModel.build(config, seed=config.seed, load_backbone_weights=True)
-        except OSError as exc:
-            raise CheckpointError(
-                f"{path_str}: {len(report.missing_frozen)} frozen backbone weights are not in the checkpoint and "
-                f"the Kosmos-2 folder {config.backbone} has no weights to fill them ({one_line(exc)})"
-            ) from None
-    else:
-        # Full checkpoint: the structure with parameters on the meta device (no random init, no
-        # second copy of the backbone), then each parameter gets its checkpoint tensor.
-        with parameters_on_meta():
-            model = MobileVLAModel.build(config, seed=config.seed, load_backbone_weights=False)
+    missing_frozen = _check_fit(config, shapes, lightning, path_str)
+    model = _build(config, len(missing_frozen), path_str)
     report, mapping = match_keys(
         shapes, expected_tensors(model), checkpoint=path_str, lightning_prefix=lightning
     )
@@ -157,6 +129,64 @@ def load_model(
         raise CheckpointError(f"{path_str}: " + "; ".join(report.problems()))
     with torch.no_grad():
         load_tensors(model, mapping, state_dict)
+    _log_report(report, path_str)
+    meta_info = {
+        k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer_states", "lr_schedulers")
+    }
+    del ckpt, state_dict
+    return LoadedCheckpoint(model=model, config=config, report=report, path=path_str, checkpoint=meta_info)
+
+
+def _check_fit(
+    config: VLAConfig, shapes: dict[str, tuple[int, ...]], lightning: bool, path_str: str
+) -> list[str]:
+    """Check the checkpoint's tensors against the config's model (built on the meta device).
+
+    Returns the frozen backbone weights the checkpoint lacks (all of them: a LoRA-only checkpoint).
+
+    Raises:
+        CheckpointError: the Kosmos-2 folder is missing, or the tensors do not fit the model.
+    """
+    from policies.vla.model import BackboneNotFoundError, MobileVLAModel, check_backbone_folder
+
+    if not config.is_preset:
+        try:
+            check_backbone_folder(config.backbone)  # the tokenizer and config come from it in any case
+        except BackboneNotFoundError as exc:
+            raise CheckpointError(f"{path_str}: {exc}") from None
+    meta = MobileVLAModel.build_meta(config)
+    report, _ = match_keys(shapes, expected_tensors(meta), checkpoint=path_str, lightning_prefix=lightning)
+    if (
+        report.missing_trained
+        or report.shape_mismatched
+        or report.unexpected_trained
+        or (report.missing_frozen and config.is_preset)
+    ):
+        raise CheckpointError(f"{path_str}: does not fit the config's model: " + "; ".join(report.problems()))
+    return list(report.missing_frozen)
+
+
+def _build(config: VLAConfig, missing_frozen: int, path_str: str) -> MobileVLAModel:
+    """The model to load into: pretrained frozen weights when the checkpoint lacks ``missing_frozen``
+    of them (LoRA-only), else empty parameters."""
+    from policies.vla.model import MobileVLAModel
+
+    if missing_frozen:
+        # the frozen weights come from the pretrained Kosmos-2 folder
+        try:
+            return MobileVLAModel.build(config, seed=config.seed, load_backbone_weights=True)
+        except OSError as exc:
+            raise CheckpointError(
+                f"{path_str}: {missing_frozen} frozen backbone weights are not in the checkpoint and "
+                f"the Kosmos-2 folder {config.backbone} has no weights to fill them ({one_line(exc)})"
+            ) from None
+    # Full checkpoint: the structure with parameters on the meta device (no random init, no
+    # second copy of the backbone), then each parameter gets its checkpoint tensor.
+    with parameters_on_meta():
+        return MobileVLAModel.build(config, seed=config.seed, load_backbone_weights=False)
+
+
+def _log_report(report: KeyReport, path_str: str) -> None:
     if report.unexpected:
         logger.warning(
             "%s: %d unexpected keys ignored: %s", path_str, len(report.unexpected), preview(report.unexpected)
@@ -168,11 +198,6 @@ def load_model(
         report.expected,
         ", ".join(f"{k}={v}" for k, v in report.forms.items()),
     )
-    meta_info = {
-        k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer_states", "lr_schedulers")
-    }
-    del ckpt, state_dict
-    return LoadedCheckpoint(model=model, config=config, report=report, path=path_str, checkpoint=meta_info)
 
 
 __all__ = [

@@ -20,9 +20,12 @@ from typing import Any
 
 import torch
 
+from mvla_sim.files import atomic_path
 from policies.messages import first_line as one_line
 from policies.vla.checkpoint_keys import LIGHTNING_PREFIX, strip_lightning_prefix
 from policies.vla.config import ConfigError, VLAConfig
+from policies.vla.robovlms_config import parse as parse_robovlms
+from policies.vla.robovlms_config import to_robovlms
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +142,7 @@ def config_from_checkpoint(
     ``$MVLA_KOSMOS2_DIR``, except for a run of a preset backbone) replaces it.
     """
     try:
-        config = VLAConfig.from_robovlms(
+        config = parse_robovlms(
             raw_config(ckpt, path, config_path), config_root=config_root, backbone_dir=backbone_dir
         )
     except ConfigError as exc:
@@ -167,21 +170,16 @@ def save_checkpoint(
     i.e. what a LightningModule holding the model as ``self.model`` saves. Written atomically.
     """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     ckpt: dict[str, Any] = {
         "epoch": epoch,
         "global_step": global_step,
         "state_dict": {LIGHTNING_PREFIX + k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "hyper_parameters": {"configs": model.config.to_robovlms()},
+        "hyper_parameters": {"configs": to_robovlms(model.config)},
     }
     if extra:
         ckpt.update(extra)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(p) as tmp:
         torch.save(ckpt, tmp)
-        os.replace(tmp, p)
-    finally:
-        tmp.unlink(missing_ok=True)
     return p
 
 

@@ -247,16 +247,7 @@ def match_keys(
     mapping: dict[str, str] = {}
     consumed: set[str] = set()
     for canon, (shape, trainable) in expected.items():
-        sources = by_canon.get(canon)
-        if not sources and ".base_layer." in canon:
-            plain = canon.replace(".base_layer.", ".")
-            if plain in by_canon and plain not in expected:
-                sources = by_canon[plain]
-                consumed.add(plain)
-                used_aliases.add("plain_linear")
-        if not sources and canon in TIED_KEYS and TIED_KEYS[canon] in by_canon:
-            sources = by_canon[TIED_KEYS[canon]]
-            used_aliases.add("tied_lm_head")
+        sources = _sources_of(canon, by_canon, expected, consumed, used_aliases)
         if not sources:
             (report.missing_trained if trainable else report.missing_frozen).append(canon)
             continue
@@ -273,6 +264,33 @@ def match_keys(
                 report.unexpected_trained.extend(keys)
     report.loaded = len(mapping)
     report.forms = dict(forms)
+    _explain_aliases(report, used_aliases)
+    return report, mapping
+
+
+def _sources_of(
+    canon: str,
+    by_canon: dict[str, list[str]],
+    expected: dict[str, tuple[tuple[int, ...], bool]],
+    consumed: set[str],
+    used_aliases: set[str],
+) -> list[str] | None:
+    """The checkpoint keys holding the expected tensor ``canon``: its own, a plain Linear's weight
+    for a LoRA base layer, or the tied input embedding for ``lm_head`` (recording the alias used)."""
+    sources = by_canon.get(canon)
+    if not sources and ".base_layer." in canon:
+        plain = canon.replace(".base_layer.", ".")
+        if plain in by_canon and plain not in expected:
+            sources = by_canon[plain]
+            consumed.add(plain)
+            used_aliases.add("plain_linear")
+    if not sources and canon in TIED_KEYS and TIED_KEYS[canon] in by_canon:
+        sources = by_canon[TIED_KEYS[canon]]
+        used_aliases.add("tied_lm_head")
+    return sources
+
+
+def _explain_aliases(report: KeyReport, used_aliases: set[str]) -> None:
     report.aliases = [f"{k}: {ALIAS_EXPLANATIONS[k]}" for k in ALIAS_EXPLANATIONS if k in used_aliases]
     if report.ignored_known:
         report.aliases += [
@@ -280,7 +298,6 @@ def match_keys(
             for prefix, why in KNOWN_UNUSED_PREFIXES.items()
             if any(k.startswith(prefix) for k in report.ignored_known)
         ]
-    return report, mapping
 
 
 def count_parameters(shapes: dict[str, tuple[int, ...]], freeze_backbone: bool = True) -> dict[str, int]:

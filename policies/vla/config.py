@@ -6,8 +6,9 @@ head), :class:`TrainingConfig` (the optimisation settings a run carries) and
 token layout). Every default is written once, here, and is **what the team's RoboVLMs fork does
 when its config JSON omits the key** (``act_head.hidden_size`` 1024, ``num_layers`` 4,
 ``num_classes`` 6, Lightning's ``accumulate_grad_batches`` 1 ...), so that parsing a config
-(:mod:`policies.vla.robovlms_config`) is a plain mapping. The values of the run in the team's report
-live in its config, ``assets/configs/mobile_vla_20251114_lora.json``.
+(:mod:`policies.vla.robovlms_config`, which builds on this module: ``parse`` and ``to_robovlms``)
+is a plain mapping. The values of the run in the team's report live in its config,
+``assets/configs/mobile_vla_20251114_lora.json``.
 
 It imports neither torch nor transformers, so configs are read and validated anywhere.
 
@@ -26,6 +27,8 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+from mvla_sim.facts import KEY_ACTIONS
 
 CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
@@ -113,23 +116,15 @@ PRESET_BACKBONE_CONFIGS: dict[str, dict[str, Any]] = {
     "kosmos2-base": KOSMOS2_BASE_CONFIG,
 }
 
+CLASS_KEYS: dict[int, str] = {6: " WADQE", 9: " WSADQEZC"}
+"""The teleoperation key of each class index of the team's classification heads (FACTS.md): 6
+classes (dataset of 2026-02-02: stop, forward, left, right, forward-left, forward-right) and 9
+classes (from 2026-02-20, also the inference server's map)."""
+
 CLASS_MAPS: dict[int, dict[int, tuple[float, float]]] = {
-    6: {0: (0.0, 0.0), 1: (1.15, 0.0), 2: (0.0, 1.15), 3: (0.0, -1.15), 4: (1.15, 1.15), 5: (1.15, -1.15)},
-    9: {
-        0: (0.0, 0.0),
-        1: (1.15, 0.0),
-        2: (-1.15, 0.0),
-        3: (0.0, 1.15),
-        4: (0.0, -1.15),
-        5: (1.15, 1.15),
-        6: (1.15, -1.15),
-        7: (-1.15, 1.15),
-        8: (-1.15, -1.15),
-    },
+    n: {i: KEY_ACTIONS[key][:2] for i, key in enumerate(keys)} for n, keys in CLASS_KEYS.items()
 }
-"""Class index -> [linear_x, linear_y] of the team's classification heads (FACTS.md): 6 classes
-(dataset of 2026-02-02: stop, forward, left, right, forward-left, forward-right) and 9 classes
-(from 2026-02-20, also the inference server's map)."""
+"""Class index -> [linear_x, linear_y] (data units) of those heads: the keys' actions."""
 
 
 class ConfigError(ValueError):
@@ -305,6 +300,25 @@ class VLAConfig:
     """What parsing the RoboVLMs JSON noticed (where a value came from, keys without effect)."""
 
     def __post_init__(self) -> None:
+        self._check_backbone_and_sizes()
+        self._check_head()
+        self._check_lora()
+        _require(
+            self.norm_min < self.norm_max,
+            f"norm_min must be < norm_max, got {self.norm_min!r} >= {self.norm_max!r}",
+        )
+        if self.inference_mode is not None:
+            _choice("inference_mode", self.inference_mode, ("regression", "classification"))
+        _require(
+            self.recipe is None or isinstance(self.recipe, TrainingRecipe),
+            f"recipe must be a TrainingRecipe or None, got {type(self.recipe).__name__}",
+        )
+        _require(
+            isinstance(self.training, TrainingConfig),
+            f"training must be a TrainingConfig, got {type(self.training).__name__}",
+        )
+
+    def _check_backbone_and_sizes(self) -> None:
         _require(
             isinstance(self.backbone, str) and self.backbone.strip() != "",
             f"backbone must be a preset name {list(BACKBONE_PRESETS)} or a local folder, got {self.backbone!r}",
@@ -325,6 +339,8 @@ class VLAConfig:
             len(self.image_std) == 3 and all(s > 0 for s in self.image_std),
             f"image_std must be 3 positive values, got {self.image_std!r}",
         )
+
+    def _check_head(self) -> None:
         _choice("head_type", self.head_type, HEAD_TYPES)
         _require(
             "{instruction}" in self.prompt_template,
@@ -335,20 +351,7 @@ class VLAConfig:
             f"action_dim must be 2 ([linear_x, linear_y] of the omni-wheel base), got {self.action_dim!r}",
         )
         if self.is_classification:
-            _require(
-                self.num_classes in CLASS_MAPS or self.class_map is not None,
-                f"num_classes {self.num_classes} has no known class map (6 or 9); give class_map",
-            )
-            if self.class_map is not None:
-                _require(
-                    sorted(self.class_map) == list(range(self.num_classes)),
-                    f"class_map must give classes 0..{self.num_classes - 1}, got {sorted(self.class_map)}",
-                )
-            if self.class_weights is not None:
-                _require(
-                    len(self.class_weights) == self.num_classes,
-                    f"class_weights must have {self.num_classes} values, got {len(self.class_weights)}",
-                )
+            self._check_classes()
         _choice("down_sample", self.down_sample, DOWN_SAMPLES)
         _require(self.latent == 1, f"latent must be 1 (one action token per frame), got {self.latent!r}")
         _require(
@@ -356,6 +359,24 @@ class VLAConfig:
             f"history_type must be 'post' (each frame through the backbone alone); {self.history_type!r} is not supported",
         )
         _require(0.0 <= self.lstm_dropout < 1.0, f"lstm_dropout must be in [0, 1), got {self.lstm_dropout!r}")
+
+    def _check_classes(self) -> None:
+        _require(
+            self.num_classes in CLASS_MAPS or self.class_map is not None,
+            f"num_classes {self.num_classes} has no known class map (6 or 9); give class_map",
+        )
+        if self.class_map is not None:
+            _require(
+                sorted(self.class_map) == list(range(self.num_classes)),
+                f"class_map must give classes 0..{self.num_classes - 1}, got {sorted(self.class_map)}",
+            )
+        if self.class_weights is not None:
+            _require(
+                len(self.class_weights) == self.num_classes,
+                f"class_weights must have {self.num_classes} values, got {len(self.class_weights)}",
+            )
+
+    def _check_lora(self) -> None:
         _require(0.0 <= self.lora_dropout < 1.0, f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
         _require(self.lora_alpha > 0, f"lora_alpha must be > 0, got {self.lora_alpha!r}")
         _positive_int("lora_r", self.lora_r)
@@ -366,20 +387,6 @@ class VLAConfig:
                 and all(isinstance(m, str) for m in self.lora_target_modules),
                 f"lora_target_modules must be a non-empty list of module names, got {self.lora_target_modules!r}",
             )
-        _require(
-            self.norm_min < self.norm_max,
-            f"norm_min must be < norm_max, got {self.norm_min!r} >= {self.norm_max!r}",
-        )
-        if self.inference_mode is not None:
-            _choice("inference_mode", self.inference_mode, ("regression", "classification"))
-        _require(
-            self.recipe is None or isinstance(self.recipe, TrainingRecipe),
-            f"recipe must be a TrainingRecipe or None, got {type(self.recipe).__name__}",
-        )
-        _require(
-            isinstance(self.training, TrainingConfig),
-            f"training must be a TrainingConfig, got {type(self.training).__name__}",
-        )
 
     # ------------------------------------------------------------------ derived
     @property
@@ -429,20 +436,6 @@ class VLAConfig:
             if out[key] is not None:
                 out[key] = list(out[key])
         return out
-
-    # ------------------------------------------------------------------ RoboVLMs JSON
-    @classmethod
-    def from_robovlms(cls, config: Any, **kwargs: Any) -> VLAConfig:
-        """Parse a RoboVLMs config (dict, JSON text or file); see :func:`policies.vla.robovlms_config.parse`."""
-        from policies.vla.robovlms_config import parse
-
-        return parse(config, **kwargs)
-
-    def to_robovlms(self) -> dict[str, Any]:
-        """The RoboVLMs config JSON; see :func:`policies.vla.robovlms_config.to_robovlms`."""
-        from policies.vla.robovlms_config import to_robovlms
-
-        return to_robovlms(self)
 
 
 __all__ = [

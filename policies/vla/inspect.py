@@ -32,6 +32,7 @@ from policies.vla.checkpoint_io import (
 from policies.vla.checkpoint_keys import count_parameters, expected_tensors, match_keys
 from policies.vla.config import ConfigError, VLAConfig
 from policies.vla.profiles import ERAS, PROFILES, ProfileError, resolve
+from policies.vla.robovlms_config import parse as parse_robovlms
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ def inspect_config(
     path: str | Path, *, backbone_dir: str | Path | None = None, era: str | None = None
 ) -> dict[str, Any]:
     """A RoboVLMs config alone: the resolved model, the era rule and both profiles."""
-    config = VLAConfig.from_robovlms(Path(path), backbone_dir=backbone_dir)
+    config = parse_robovlms(Path(path), backbone_dir=backbone_dir)
     return {
         "config_file": str(path),
         "model": describe_model(config),
@@ -188,7 +189,6 @@ _PROFILE_KEYS = (
     "first_action_zero",
     "episode_start",
     "action_clip",
-    "drive_rule",
 )
 
 

@@ -50,7 +50,14 @@ from policies.vla.processors import (
     prompt_text,
     tokenize_prompt,
 )
-from policies.vla.profiles import PROFILES, InferenceSettings, ProfileError, Resolution, resolve
+from policies.vla.profiles import (
+    DEFAULT_PROFILE,
+    PROFILES,
+    InferenceSettings,
+    ProfileError,
+    Resolution,
+    resolve,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +165,7 @@ class VLAPolicy:
     # ---------------------------------------------------------------- constructors
     @classmethod
     def from_config(
-        cls, config: VLAConfig, profile: str = "as_trained", seed: int = 0, **overrides: Any
+        cls, config: VLAConfig, profile: str = DEFAULT_PROFILE, seed: int = 0, **overrides: Any
     ) -> VLAPolicy:
         """A policy with randomly initialised weights (tests, latency, smoke runs)."""
         resolution = resolve(config, profile, overrides=overrides)
@@ -168,7 +175,7 @@ class VLAPolicy:
     def from_checkpoint(
         cls,
         path: str | os.PathLike[str],
-        profile: str = "as_trained",
+        profile: str = DEFAULT_PROFILE,
         *,
         config_path: str | os.PathLike[str] | None = None,
         backbone_dir: str | os.PathLike[str] | None = None,

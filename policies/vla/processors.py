@@ -22,7 +22,6 @@ clip, then the robot client's drive rule.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +32,7 @@ from PIL import Image
 
 from mvla_sim.facts import KEY_ACTION_VALUE
 from policies.vla.config import CLIP_MEAN, CLIP_STD
-from policies.vla.profiles import CLIENT_DEAD_ZONE, InferenceSettings
+from policies.vla.profiles import InferenceSettings
 from policies.vla.transport import jpeg_round_trip
 
 _PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
@@ -318,28 +317,14 @@ def decode_action(
     if first_call and settings.first_action_zero:
         a = np.zeros(2)
     a = a * settings.gain
-    a[np.abs(a) < settings.dead_zone] = 0.0
     a = np.clip(a, -settings.action_clip, settings.action_clip)
-    if settings.drive_rule == "ros2_client":
-        a = client_drive(a)
     return a.astype(np.float32)
-
-
-def client_drive(action: np.ndarray) -> np.ndarray:
-    """The robot client's motion for an action: stop unless some component exceeds 0.1, else a
-    full key press toward ``int(degrees(atan2(linear_y, linear_x)))`` (throttle only sets speed)."""
-    lx, ly = float(action[0]), float(action[1])
-    if not (abs(lx) > CLIENT_DEAD_ZONE or abs(ly) > CLIENT_DEAD_ZONE):
-        return np.zeros(2)
-    angle = math.radians(int(math.degrees(math.atan2(ly, lx))))
-    return np.array([math.cos(angle), math.sin(angle)]) * KEY_ACTION_VALUE
 
 
 __all__ = [
     "TextLayout",
     "action_classes",
     "check_image",
-    "client_drive",
     "collate_layouts",
     "decode_action",
     "instruction_for",

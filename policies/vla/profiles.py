@@ -39,6 +39,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from mvla_sim.facts import KEY_ACTION_VALUE
 from policies.vla.config import (
     CHANNEL_ORDERS,
     INSTRUCTION_MODES,
@@ -50,21 +51,19 @@ from policies.vla.config import (
 
 logger = logging.getLogger(__name__)
 
-PROFILES: tuple[str, ...] = ("as_trained", "as_deployed")
+AS_TRAINED, AS_DEPLOYED = "as_trained", "as_deployed"
+PROFILES: tuple[str, ...] = (AS_TRAINED, AS_DEPLOYED)
+DEFAULT_PROFILE: str = AS_TRAINED
+"""The profile used wherever none is named: what the model saw in training."""
 TRANSPORTS: tuple[str, ...] = ("none", "jpeg")
 RESIZES: tuple[str, ...] = ("bilinear", "bicubic")
 TEXT_PADDINGS: tuple[str, ...] = ("none", "max_length")
 DECODES: tuple[str, ...] = ("regression", "classification")
-DRIVE_RULES: tuple[str, ...] = ("none", "ros2_client")
 ABS_ACTION_SIDES: tuple[str, ...] = ("instruction",)
 DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 
 SERVER_ACTION_CLIP = 1.5
 """The team's server clips each action component to +-1.5."""
-ENV_ACTION_BOUND = 1.15
-"""A key press's magnitude, the env's action bound."""
-CLIENT_DEAD_ZONE = 0.1
-"""The robot client drives only when some component exceeds 0.1 in magnitude."""
 
 
 class ProfileError(ValueError):
@@ -227,7 +226,7 @@ class InferenceSettings:
     Recorded with every result (``VLAPolicy.settings()``); every field can be overridden.
     """
 
-    profile: str = "as_trained"
+    profile: str = DEFAULT_PROFILE
     transport: str = "none"
     """``"jpeg"``: the robot client's 224x224 resize + JPEG q95 + base64 and the server's decode."""
     resize: str = "bilinear"
@@ -249,14 +248,9 @@ class InferenceSettings:
     zero action, the same image as frame 1 in every recorded episode): the head's history starts
     with it twice, as in every training episode, and the first action is the one for frame 1.
     Closed loop only: ``trace()`` runs the head over the frames it is given."""
-    action_clip: float = ENV_ACTION_BOUND
+    action_clip: float = KEY_ACTION_VALUE
     gain: float = 1.0
     """Multiplier on the decoded action before the clip (a knob, not part of either pipeline)."""
-    dead_zone: float = 0.0
-    """Per-axis values under this (data units, after the gain) become 0 (a knob; 0 = off)."""
-    drive_rule: str = "none"
-    """``"ros2_client"``: stop unless |linear_x| or |linear_y| > 0.1, else drive toward the
-    direction rounded toward zero to whole degrees (the client's ``int(degrees(atan2))``)."""
     abs_action_side: str | None = None
     """For ``abs_action`` checkpoints: ``"instruction"`` restores linear_y's sign from the
     instruction's side (left +, right -)."""
@@ -286,7 +280,6 @@ class InferenceSettings:
             "text_padding": TEXT_PADDINGS,
             "token_layout": TOKEN_LAYOUTS,
             "decode": DECODES,
-            "drive_rule": DRIVE_RULES,
             "dtype": DTYPES,
         }
         for name, allowed in choices.items():
@@ -308,10 +301,6 @@ class InferenceSettings:
             raise ProfileError(f"action_clip must be a positive number, got {self.action_clip!r}")
         if not (isinstance(self.gain, (int, float)) and math.isfinite(self.gain) and self.gain > 0):
             raise ProfileError(f"gain must be a positive number, got {self.gain!r}")
-        if not (isinstance(self.dead_zone, (int, float)) and 0.0 <= self.dead_zone < self.action_clip):
-            raise ProfileError(
-                f"dead_zone must be in [0, action_clip={self.action_clip}), got {self.dead_zone!r}"
-            )
         if not (isinstance(self.execute_steps, int) and self.execute_steps >= 1):
             raise ProfileError(f"execute_steps must be an integer >= 1, got {self.execute_steps!r}")
         if self.temporal_ensemble and self.execute_steps != 1:
@@ -357,31 +346,9 @@ class Resolution:
 _NON_SETTING_OVERRIDES = ("era",)
 
 
-def parse_overrides(items: list[str], flag: str = "--policy-option") -> dict[str, Any]:
-    """``["device=cuda", "dead_zone=0.1"]`` -> ``{"device": "cuda", "dead_zone": 0.1}``.
-
-    Values are JSON when they parse as JSON (numbers, true/false, null), else strings.
-
-    Raises:
-        ValueError: an item without ``=`` or without a key (the message names the flag and the item).
-    """
-    import json
-
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"{flag} {item!r}: give KEY=VALUE, e.g. device=cuda")
-        try:
-            options[key.strip()] = json.loads(text)
-        except json.JSONDecodeError:
-            options[key.strip()] = text
-    return options
-
-
 def resolve(
     config: VLAConfig,
-    profile: str = "as_trained",
+    profile: str = DEFAULT_PROFILE,
     *,
     checkpoint: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
@@ -401,62 +368,11 @@ def resolve(
     if unknown:
         raise TypeError(f"unknown policy settings {unknown}; valid: {sorted(names - {'profile'})}")
     decision = decide_era(config, checkpoint, overrides.get("era"))
-    if decision.era is not None and (config.recipe is None or decision.source == "explicit"):
-        recipe = next(e for e in ERAS if e.name == decision.era).recipe()  # an explicit era= wins
-    else:
-        recipe = config.recipe
     warnings = list(decision.warnings)
-    decode = "classification" if config.is_classification else "regression"
-
-    if profile == "as_trained":
-        base = InferenceSettings(
-            profile=profile,
-            transport="none",
-            resize=recipe.resize,
-            normalization=recipe.normalization,
-            channel_order=recipe.channel_order,
-            instruction=recipe.instruction,
-            constant_instruction=recipe.constant_instruction,
-            prompt_template=config.prompt_template,
-            text_padding="none",
-            token_layout=recipe.token_layout,
-            decode=decode,
-            first_action_zero=False,
-            episode_start=True,
-            action_clip=ENV_ACTION_BOUND,
-            drive_rule="none",
-            era=decision.era,
-        )
+    if profile == AS_TRAINED:
+        base = _as_trained(config, _recipe_of(config, decision), decision)
     else:
-        if config.head_type == "LSTMDecoder" and "decode" not in overrides:
-            raise ProfileError(
-                "as_deployed cannot run an LSTMDecoder checkpoint: the team's server decodes only the head's "
-                "first output (the tanh 'actions', one value per step), fails on the missing linear_y and "
-                "answers [0, 0] for every frame; evaluate it as_trained"
-            )
-        server_decode = config.inference_mode or "regression"
-        if server_decode != decode:
-            warnings.append(
-                f"the server decodes by the config's inference_mode ({server_decode!r}) while the head is "
-                f"{config.head_type}: its outputs are read as {server_decode} (override decode= to change)"
-            )
-        base = InferenceSettings(
-            profile=profile,
-            transport="jpeg",
-            resize="bicubic",
-            normalization="clip",
-            channel_order="rgb",
-            instruction="verbatim",
-            constant_instruction=recipe.constant_instruction,
-            prompt_template=config.prompt_template,
-            text_padding="max_length",
-            token_layout="fork",
-            decode=server_decode,
-            first_action_zero=True,
-            action_clip=SERVER_ACTION_CLIP,
-            drive_rule="ros2_client",
-            era=decision.era,
-        )
+        base = _as_deployed(config, _recipe_of(config, decision), decision, overrides, warnings)
     if config.abs_action and overrides.get("abs_action_side") is None:
         raise ProfileError(
             "this checkpoint was trained with abs_action (on |linear_y|): it cannot tell which side to strafe. "
@@ -464,22 +380,99 @@ def resolve(
         )
     setting_overrides = {k: v for k, v in overrides.items() if k not in _NON_SETTING_OVERRIDES}
     settings = dataclasses.replace(base, **setting_overrides)
-    if settings.execute_steps > config.fwd_pred_next_n:
-        raise ProfileError(
-            f"execute_steps {settings.execute_steps} exceeds the chunk the head predicts ({config.fwd_pred_next_n})"
-        )
-    if config.is_classification and settings.decode == "regression":
-        warnings.append("classification logits decoded as a regression (the first two logits x 1.15)")
-    if not config.is_classification and settings.decode == "classification":
-        raise ProfileError(f"decode='classification' needs a classification head, not {config.head_type}")
+    _check_against_head(config, settings, warnings)
     for w in warnings:
         logger.warning(w)
     return Resolution(settings=settings, era=decision, overrides=overrides, warnings=tuple(warnings))
 
 
+def _recipe_of(config: VLAConfig, decision: EraDecision) -> TrainingRecipe:
+    """The training recipe to reproduce: an explicit era wins, else the run's own, else its era's."""
+    if decision.era is not None and (config.recipe is None or decision.source == "explicit"):
+        return next(e for e in ERAS if e.name == decision.era).recipe()
+    assert config.recipe is not None  # decide_era names an era whenever the run recorded no recipe
+    return config.recipe
+
+
+def _head_decode(config: VLAConfig) -> str:
+    return "classification" if config.is_classification else "regression"
+
+
+def _as_trained(config: VLAConfig, recipe: TrainingRecipe, decision: EraDecision) -> InferenceSettings:
+    """What the model saw in training (module docstring, ``as_trained``)."""
+    return InferenceSettings(
+        profile=AS_TRAINED,
+        transport="none",
+        resize=recipe.resize,
+        normalization=recipe.normalization,
+        channel_order=recipe.channel_order,
+        instruction=recipe.instruction,
+        constant_instruction=recipe.constant_instruction,
+        prompt_template=config.prompt_template,
+        text_padding="none",
+        token_layout=recipe.token_layout,
+        decode=_head_decode(config),
+        first_action_zero=False,
+        episode_start=True,
+        action_clip=KEY_ACTION_VALUE,
+        era=decision.era,
+    )
+
+
+def _as_deployed(
+    config: VLAConfig,
+    recipe: TrainingRecipe,
+    decision: EraDecision,
+    overrides: dict[str, Any],
+    warnings: list[str],
+) -> InferenceSettings:
+    """What the team's server and robot client do (module docstring, ``as_deployed``)."""
+    if config.head_type == "LSTMDecoder" and "decode" not in overrides:
+        raise ProfileError(
+            "as_deployed cannot run an LSTMDecoder checkpoint: the team's server decodes only the head's "
+            "first output (the tanh 'actions', one value per step), fails on the missing linear_y and "
+            "answers [0, 0] for every frame; evaluate it as_trained"
+        )
+    server_decode = config.inference_mode or "regression"
+    if server_decode != _head_decode(config):
+        warnings.append(
+            f"the server decodes by the config's inference_mode ({server_decode!r}) while the head is "
+            f"{config.head_type}: its outputs are read as {server_decode} (override decode= to change)"
+        )
+    return InferenceSettings(
+        profile=AS_DEPLOYED,
+        transport="jpeg",
+        resize="bicubic",
+        normalization="clip",
+        channel_order="rgb",
+        instruction="verbatim",
+        constant_instruction=recipe.constant_instruction,
+        prompt_template=config.prompt_template,
+        text_padding="max_length",
+        token_layout="fork",
+        decode=server_decode,
+        first_action_zero=True,
+        action_clip=SERVER_ACTION_CLIP,
+        era=decision.era,
+    )
+
+
+def _check_against_head(config: VLAConfig, settings: InferenceSettings, warnings: list[str]) -> None:
+    """Settings the checkpoint's head cannot honour: a chunk too short, a decode of the other kind."""
+    if settings.execute_steps > config.fwd_pred_next_n:
+        raise ProfileError(
+            f"execute_steps {settings.execute_steps} exceeds the chunk the head predicts ({config.fwd_pred_next_n})"
+        )
+    if config.is_classification and settings.decode == "regression":
+        warnings.append(
+            f"classification logits decoded as a regression (the first two logits x {KEY_ACTION_VALUE})"
+        )
+    if not config.is_classification and settings.decode == "classification":
+        raise ProfileError(f"decode='classification' needs a classification head, not {config.head_type}")
+
+
 __all__ = [
-    "CLIENT_DEAD_ZONE",
-    "ENV_ACTION_BOUND",
+    "DEFAULT_PROFILE",
     "ERAS",
     "ERA_NAMES",
     "Era",
@@ -491,7 +484,6 @@ __all__ = [
     "SERVER_ACTION_CLIP",
     "TRANSPORTS",
     "decide_era",
-    "parse_overrides",
     "era_for_date",
     "resolve",
     "run_folder_date",

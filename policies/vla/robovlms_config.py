@@ -235,7 +235,53 @@ def _parse(
     config_root: str | os.PathLike[str] | None,
 ) -> VLAConfig:
     notes: list[str] = []
+    _check_backbone_model(cfg, notes)
+    head = _head_fields(cfg, notes)
+    train_ds = cfg.get("train_dataset") or {}
+    if isinstance(train_ds, list):
+        train_ds = train_ds[0] if train_ds else {}
+    sizes = _chunk_sizes(cfg, train_ds, notes)
+    _note_inert_model_keys(cfg, notes)
+    classification = head["head_type"] == CLASSIFICATION_HEAD
+    classes = _class_fields(cfg, classification)
+    train_setup = cfg.get("train_setup") or {}
+    lora = _lora_fields(train_setup, notes)
+    tok = cfg.get("tokenizer") or {}
+    if tok.get("tokenizer_type", "kosmos") != "kosmos":
+        raise UnsupportedConfigError(
+            f"tokenizer.tokenizer_type {tok.get('tokenizer_type')!r}: only 'kosmos' is supported"
+        )
+    data = _data_fields(cfg, train_ds, classification, notes)
+    ours = _mvla_fields(cfg, backbone_dir, config_root, notes)
+    training = _training_config(cfg, train_ds, train_setup, notes)
+    d = _DEFAULTS
+    try:
+        return VLAConfig(
+            **ours,
+            **sizes,
+            **head,
+            **classes,
+            **lora,
+            **data,
+            image_size=cfg.get("image_size", d.image_size),
+            image_mean=tuple(cfg.get("image_mean") or d.image_mean),
+            image_std=tuple(cfg.get("image_std") or d.image_std),
+            max_text_len=int(tok.get("max_text_len", d.max_text_len)),
+            use_vision_resampler=bool(cfg.get("use_vision_resampler", False)),
+            norm_action=bool(cfg.get("norm_action", d.norm_action)),
+            norm_min=float(cfg.get("norm_min", d.norm_min)),
+            norm_max=float(cfg.get("norm_max", d.norm_max)),
+            seed=int(cfg.get("seed", d.seed)),
+            training=training,
+            robovlms_source=cfg,
+            notes=tuple(notes),
+        )
+    except TypeError as exc:
+        raise ConfigError(f"RoboVLMs config has a value of the wrong type: {exc}") from None
 
+
+def _check_backbone_model(cfg: dict[str, Any], notes: list[str]) -> None:
+    """Refuse every backbone but Kosmos-2 (the fork's ``RoboKosMos``)."""
     model_name = cfg.get("model") or (cfg.get("vlm") or {}).get("name")
     robovlm_name = cfg.get("robovlm_name")
     if any("paligemma" in str(v).lower() for v in (model_name, robovlm_name)):
@@ -251,26 +297,25 @@ def _parse(
         notes.append(
             f"robovlm_name {robovlm_name!r} is not the fork's class; model 'kosmos': RoboKosMos assumed"
         )
-    head = cfg.get("act_head")
-    if not isinstance(head, dict):
-        raise ConfigError(f"act_head must be an object naming the action head, got {head!r}")
+
+
+def _check_action_form(cfg: dict[str, Any], head: dict[str, Any]) -> None:
+    """Refuse the action forms this project does not reproduce: unknown heads, 7-D actions, discrete
+    action tokens, forward-prediction heads, a second camera."""
     head_type = head.get("type")
     if head_type not in HEAD_TYPES:
         raise UnsupportedConfigError(
             f"act_head.type {head_type!r}: not supported (supported: {', '.join(HEAD_TYPES)})"
         )
-    classification = head_type == CLASSIFICATION_HEAD
-    action_dim = head.get("action_dim", 2)
-    if action_dim == 7 or cfg.get("action_dim") == 7:
+    if head.get("action_dim", 2) == 7 or cfg.get("action_dim") == 7:
         raise UnsupportedConfigError(
             "7-D action format (action_dim 7, the older dataset class): not supported, the Mobile VLA acts in "
             "[linear_x, linear_y]"
         )
-    if classification and action_dim != 2:
-        notes.append(f"act_head.action_dim {action_dim} is the class count's placeholder; actions are 2-D")
-        action_dim = 2
     action_space = head.get("action_space", "continuous")
-    if action_space not in ("continuous", "discrete") or (action_space == "discrete" and not classification):
+    if action_space not in ("continuous", "discrete") or (
+        action_space == "discrete" and head_type != CLASSIFICATION_HEAD
+    ):
         raise UnsupportedConfigError(
             f"act_head.action_space {action_space!r} with {head_type}: the fork then predicts discretized action "
             "tokens with the language model's head (RoboVLMs' discrete path), which is not supported"
@@ -281,6 +326,18 @@ def _parse(
         raise UnsupportedConfigError(
             "use_hand_rgb (a second, gripper camera): not supported, the robot has one camera"
         )
+
+
+def _head_fields(cfg: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """The action head's :class:`VLAConfig` fields from ``act_head`` (refusing what is not reproduced)."""
+    head = cfg.get("act_head")
+    if not isinstance(head, dict):
+        raise ConfigError(f"act_head must be an object naming the action head, got {head!r}")
+    _check_action_form(cfg, head)
+    action_dim = head.get("action_dim", 2)
+    if head["type"] == CLASSIFICATION_HEAD and action_dim != 2:
+        notes.append(f"act_head.action_dim {action_dim} is the class count's placeholder; actions are 2-D")
+        action_dim = 2
     latent = head.get("latent", 1)
     if latent != 1:
         raise UnsupportedConfigError(
@@ -296,10 +353,22 @@ def _parse(
     history_type = head.get("history_type", "post")
     if history_type != "post":
         raise UnsupportedConfigError(f"act_head.history_type {history_type!r}: not supported, only 'post' is")
+    d = _DEFAULTS
+    return {
+        "head_type": head["type"],
+        "hidden_size": head.get("hidden_size", d.hidden_size),
+        "num_lstm_layers": head.get("num_layers", d.num_lstm_layers),
+        "lstm_dropout": float(head.get("policy_rnn_dropout_p", d.lstm_dropout)),
+        "action_dim": action_dim,
+        "down_sample": down_sample,
+        "latent": latent,
+        "history_type": history_type,
+    }
 
-    train_ds = cfg.get("train_dataset") or {}
-    if isinstance(train_ds, list):
-        train_ds = train_ds[0] if train_ds else {}
+
+def _chunk_sizes(cfg: dict[str, Any], train_ds: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """``window_size`` and ``fwd_pred_next_n``: top level, else ``act_head``, else ``train_dataset``."""
+    head = cfg["act_head"]
     sizes = {}
     for key, ds_keys in (
         ("window_size", ("window_size",)),
@@ -318,7 +387,11 @@ def _parse(
             notes.append(f"{key} {value} read from {where}")
         elif head.get(key) not in (None, value):
             notes.append(f"{key}: top level {value} overrides act_head's {head.get(key)} (as the fork does)")
+    return sizes
 
+
+def _note_inert_model_keys(cfg: dict[str, Any], notes: list[str]) -> None:
+    """Keys the fork reads but that never change an output."""
     if cfg.get("use_vision_resampler"):
         notes.append(
             "use_vision_resampler: the fork's Kosmos-2 path encodes pixels with Kosmos-2's own projection, so "
@@ -329,33 +402,51 @@ def _parse(
             "use_state: the fork reads it under a misspelt key ('use_state, False'), so it is never used"
         )
 
-    class_map = None
-    class_weights = None
-    num_classes = _DEFAULTS.num_classes
-    if classification:
-        num_classes = int(head.get("num_classes", cfg.get("num_classes", _DEFAULTS.num_classes)))
-        raw_map = cfg.get("class_map", head.get("class_map"))
-        if raw_map is not None:
-            if not isinstance(raw_map, dict):
-                raise ConfigError(
-                    f"class_map must be an object {{class: [linear_x, linear_y]}}, got {raw_map!r}"
-                )
-            class_map = {_int_key(k): tuple(float(x) for x in v) for k, v in raw_map.items()}
-        if head.get("class_weights") is not None:
-            class_weights = tuple(float(w) for w in head["class_weights"])
 
-    train_setup = cfg.get("train_setup") or {}
+def _class_fields(cfg: dict[str, Any], classification: bool) -> dict[str, Any]:
+    """``num_classes``, ``class_map`` and ``class_weights`` of a classification head (defaults else)."""
+    out: dict[str, Any] = {"num_classes": _DEFAULTS.num_classes, "class_map": None, "class_weights": None}
+    if not classification:
+        return out
+    head = cfg["act_head"]
+    out["num_classes"] = int(head.get("num_classes", cfg.get("num_classes", _DEFAULTS.num_classes)))
+    raw_map = cfg.get("class_map", head.get("class_map"))
+    if raw_map is not None:
+        if not isinstance(raw_map, dict):
+            raise ConfigError(f"class_map must be an object {{class: [linear_x, linear_y]}}, got {raw_map!r}")
+        out["class_map"] = {_int_key(k): tuple(float(x) for x in v) for k, v in raw_map.items()}
+    if head.get("class_weights") is not None:
+        out["class_weights"] = tuple(float(w) for w in head["class_weights"])
+    return out
+
+
+def _lora_fields(train_setup: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """LoRA and the trainable parts of the backbone, from ``train_setup``."""
+    d = _DEFAULTS
     targets = train_setup.get("lora_target_modules")
     if isinstance(targets, str):
         targets = [targets]
     lora_enable = train_setup.get("lora_enable")
     if lora_enable is None:
         notes.append("train_setup.lora_enable absent: no LoRA (the fork requires the key)")
-    tok = cfg.get("tokenizer") or {}
-    if tok.get("tokenizer_type", "kosmos") != "kosmos":
-        raise UnsupportedConfigError(
-            f"tokenizer.tokenizer_type {tok.get('tokenizer_type')!r}: only 'kosmos' is supported"
-        )
+    return {
+        "lora_enable": bool(lora_enable),
+        "lora_r": int(train_setup.get("lora_r", d.lora_r)),
+        "lora_alpha": train_setup.get("lora_alpha", d.lora_alpha),
+        "lora_dropout": float(train_setup.get("lora_dropout", d.lora_dropout)),
+        "lora_bias": train_setup.get("lora_bias", d.lora_bias),
+        "lora_target_modules": tuple(targets) if targets else None,
+        "freeze_backbone": bool(train_setup.get("freeze_backbone", d.freeze_backbone)),
+        "train_vision": bool(train_setup.get("train_vision", d.train_vision)),
+        "train_text_embedding": bool(train_setup.get("train_text_embedding", d.train_text_embedding)),
+        "tune_mm_projector": bool(train_setup.get("tune_mm_projector", d.tune_mm_projector)),
+    }
+
+
+def _data_fields(
+    cfg: dict[str, Any], train_ds: dict[str, Any], classification: bool, notes: list[str]
+) -> dict[str, Any]:
+    """What the data did to the actions (``abs_action``) and how the server decodes them."""
     abs_action = bool(train_ds.get("abs_action", cfg.get("abs_action", False)))
     if abs_action:
         notes.append(
@@ -371,7 +462,16 @@ def _parse(
             "classification head without inference_mode: the team's server would decode its logits as a "
             "regression (set inference_mode 'classification' in the server's config)"
         )
+    return {"abs_action": abs_action, "inference_mode": inference_mode}
 
+
+def _mvla_fields(
+    cfg: dict[str, Any],
+    backbone_dir: str | os.PathLike[str] | None,
+    config_root: str | os.PathLike[str] | None,
+    notes: list[str],
+) -> dict[str, Any]:
+    """The backbone and this project's own section (``mvla_sim``: backbone sizes, prompt, recipe)."""
     extra = cfg.get(MVLA_SECTION) or {}
     if not isinstance(extra, dict):
         raise ConfigError(f"{MVLA_SECTION} section must be an object, got {extra!r}")
@@ -381,28 +481,44 @@ def _parse(
     backbone_config = extra.get("backbone_config")
     if backbone_config is not None and backbone_config == PRESET_BACKBONE_CONFIGS.get(backbone):
         backbone_config = None  # the preset's own sizes, written out for self-description
-    recipe = None
+    return {
+        "backbone": backbone,
+        "backbone_config": backbone_config,
+        "prompt_template": extra.get("prompt_template", _DEFAULTS.prompt_template),
+        "recipe": _recipe(extra),
+    }
+
+
+def _recipe(extra: dict[str, Any]) -> TrainingRecipe | None:
+    """The recipe a run of this project recorded (None for the team's runs: their era decides)."""
     if "recipe" in extra:
-        if extra["recipe"] is not None:
-            if not isinstance(extra["recipe"], dict):
-                raise ConfigError(f"{MVLA_SECTION}.recipe must be an object, got {extra['recipe']!r}")
-            try:
-                recipe = TrainingRecipe(**extra["recipe"])
-            except TypeError as exc:
-                raise ConfigError(f"{MVLA_SECTION}.recipe: {exc}") from None
-    elif "normalization" in extra or "channel_order" in extra:
+        if extra["recipe"] is None:
+            return None
+        if not isinstance(extra["recipe"], dict):
+            raise ConfigError(f"{MVLA_SECTION}.recipe must be an object, got {extra['recipe']!r}")
+        try:
+            return TrainingRecipe(**extra["recipe"])
+        except TypeError as exc:
+            raise ConfigError(f"{MVLA_SECTION}.recipe: {exc}") from None
+    if "normalization" in extra or "channel_order" in extra:
         # A run of this project from before recipes were recorded: its own code's recipe.
-        recipe = TrainingRecipe(
+        return TrainingRecipe(
             normalization=extra.get("normalization", "clip"),
             channel_order=extra.get("channel_order", "rgb"),
             token_layout="upstream",
             source="config (mvla_sim section before recipes: upstream layout)",
         )
+    return None
 
+
+def _training_config(
+    cfg: dict[str, Any], train_ds: dict[str, Any], train_setup: dict[str, Any], notes: list[str]
+) -> TrainingConfig:
+    """The optimisation settings (defaults, with a note, when unreadable: inference is unaffected)."""
     trainer = cfg.get("trainer") or {}
     t = _TRAINING_DEFAULTS
     try:
-        training = TrainingConfig(
+        return TrainingConfig(
             learning_rate=float(cfg.get("learning_rate", t.learning_rate)),
             weight_decay=float(cfg.get("weight_decay", t.weight_decay)),
             warmup_epochs=float(cfg.get("warmup_epochs", t.warmup_epochs) or 0.0),
@@ -421,55 +537,7 @@ def _parse(
         )
     except (TypeError, ValueError) as exc:
         notes.append(f"training settings unreadable ({exc}); defaults used (inference is unaffected)")
-        training = TrainingConfig()
-
-    d = _DEFAULTS
-    try:
-        return VLAConfig(
-            backbone=backbone,
-            backbone_config=backbone_config,
-            window_size=sizes["window_size"],
-            fwd_pred_next_n=sizes["fwd_pred_next_n"],
-            image_size=cfg.get("image_size", d.image_size),
-            image_mean=tuple(cfg.get("image_mean") or d.image_mean),
-            image_std=tuple(cfg.get("image_std") or d.image_std),
-            prompt_template=extra.get("prompt_template", d.prompt_template),
-            max_text_len=int(tok.get("max_text_len", d.max_text_len)),
-            head_type=head_type,
-            hidden_size=head.get("hidden_size", d.hidden_size),
-            num_lstm_layers=head.get("num_layers", d.num_lstm_layers),
-            lstm_dropout=float(head.get("policy_rnn_dropout_p", d.lstm_dropout)),
-            action_dim=action_dim,
-            num_classes=num_classes,
-            class_map=class_map,
-            class_weights=class_weights,
-            down_sample=down_sample,
-            latent=latent,
-            history_type=history_type,
-            use_vision_resampler=bool(cfg.get("use_vision_resampler", False)),
-            lora_enable=bool(lora_enable),
-            lora_r=int(train_setup.get("lora_r", d.lora_r)),
-            lora_alpha=train_setup.get("lora_alpha", d.lora_alpha),
-            lora_dropout=float(train_setup.get("lora_dropout", d.lora_dropout)),
-            lora_bias=train_setup.get("lora_bias", d.lora_bias),
-            lora_target_modules=tuple(targets) if targets else None,
-            freeze_backbone=bool(train_setup.get("freeze_backbone", d.freeze_backbone)),
-            train_vision=bool(train_setup.get("train_vision", d.train_vision)),
-            train_text_embedding=bool(train_setup.get("train_text_embedding", d.train_text_embedding)),
-            tune_mm_projector=bool(train_setup.get("tune_mm_projector", d.tune_mm_projector)),
-            norm_action=bool(cfg.get("norm_action", d.norm_action)),
-            norm_min=float(cfg.get("norm_min", d.norm_min)),
-            norm_max=float(cfg.get("norm_max", d.norm_max)),
-            abs_action=abs_action,
-            inference_mode=inference_mode,
-            seed=int(cfg.get("seed", d.seed)),
-            recipe=recipe,
-            training=training,
-            robovlms_source=cfg,
-            notes=tuple(notes),
-        )
-    except TypeError as exc:
-        raise ConfigError(f"RoboVLMs config has a value of the wrong type: {exc}") from None
+        return TrainingConfig()
 
 
 # ------------------------------------------------------------------------------ writing
@@ -483,43 +551,65 @@ def to_robovlms(config: VLAConfig) -> dict[str, Any]:
         out = copy.deepcopy(config.robovlms_source)
     else:
         out = json.loads(REFERENCE_CONFIG.read_text(encoding="utf-8"))
-    t = config.training
-    model_config = config.backbone if config.is_preset else str(Path(config.backbone) / "config.json")
-    out.update(
-        {
-            "robovlm_name": "RoboKosMos",
-            "parent": None,
-            "model": "kosmos",
-            "exp_name": t.exp_name,
-            "task_name": t.task_name,
-            "image_size": config.image_size,
-            "image_mean": list(config.image_mean),
-            "image_std": list(config.image_std),
-            "window_size": config.window_size,
-            "fwd_pred_next_n": config.fwd_pred_next_n,
-            "seed": config.seed,
-            "batch_size": t.batch_size,
-            "optimizer": t.optimizer,
-            "learning_rate": t.learning_rate,
-            "min_lr_scale": t.min_lr_scale,
-            "weight_decay": t.weight_decay,
-            "warmup_epochs": t.warmup_epochs,
-            "use_vision_resampler": config.use_vision_resampler,
-            "model_path": config.backbone,
-            "model_config": model_config,
-            "norm_action": config.norm_action,
-            "norm_min": config.norm_min,
-            "norm_max": config.norm_max,
-        }
-    )
+    out.update(_top_level(config))
     if config.inference_mode is not None:
         out["inference_mode"] = config.inference_mode
     if config.class_map is not None:
         out["class_map"] = {str(k): list(v) for k, v in config.class_map.items()}
-    ts = out.setdefault("train_setup", {})
+    _write_train_setup(out.setdefault("train_setup", {}), config)
+    _write_act_head(out.setdefault("act_head", {}), config)
+    out.setdefault("tokenizer", {}).update(
+        {
+            "type": "AutoProcessor",
+            "pretrained_model_name_or_path": config.backbone,
+            "tokenizer_type": "kosmos",
+            "max_text_len": config.max_text_len,
+        }
+    )
+    out.setdefault("vlm", {}).update(
+        {"type": "AutoModelForVision2Seq", "name": "kosmos", "pretrained_model_name_or_path": config.backbone}
+    )
+    _write_training(out, config)
+    _write_mvla_section(out.setdefault(MVLA_SECTION, {}), config)
+    return out
+
+
+def _top_level(config: VLAConfig) -> dict[str, Any]:
+    """The top-level keys: the model, image and chunk sizes, optimiser, action normalisation."""
+    t = config.training
+    model_config = config.backbone if config.is_preset else str(Path(config.backbone) / "config.json")
+    return {
+        "robovlm_name": "RoboKosMos",
+        "parent": None,
+        "model": "kosmos",
+        "exp_name": t.exp_name,
+        "task_name": t.task_name,
+        "image_size": config.image_size,
+        "image_mean": list(config.image_mean),
+        "image_std": list(config.image_std),
+        "window_size": config.window_size,
+        "fwd_pred_next_n": config.fwd_pred_next_n,
+        "seed": config.seed,
+        "batch_size": t.batch_size,
+        "optimizer": t.optimizer,
+        "learning_rate": t.learning_rate,
+        "min_lr_scale": t.min_lr_scale,
+        "weight_decay": t.weight_decay,
+        "warmup_epochs": t.warmup_epochs,
+        "use_vision_resampler": config.use_vision_resampler,
+        "model_path": config.backbone,
+        "model_config": model_config,
+        "norm_action": config.norm_action,
+        "norm_min": config.norm_min,
+        "norm_max": config.norm_max,
+    }
+
+
+def _write_train_setup(ts: dict[str, Any], config: VLAConfig) -> None:
+    """``train_setup``: precision, LoRA and which parts of the backbone train."""
     ts.update(
         {
-            "precision": t.precision,
+            "precision": config.training.precision,
             "train_vision": config.train_vision,
             "freeze_backbone": config.freeze_backbone,
             "lora_enable": config.lora_enable,
@@ -535,7 +625,10 @@ def to_robovlms(config: VLAConfig) -> dict[str, Any]:
         ts["lora_target_modules"] = list(config.lora_target_modules)
     else:
         ts.pop("lora_target_modules", None)
-    head = out.setdefault("act_head", {})
+
+
+def _write_act_head(head: dict[str, Any], config: VLAConfig) -> None:
+    """``act_head``: the head's type and sizes (and its classes for a classification head)."""
     head.update(
         {
             "type": config.head_type,
@@ -555,21 +648,12 @@ def to_robovlms(config: VLAConfig) -> dict[str, Any]:
         head["num_classes"] = config.num_classes
         if config.class_weights is not None:
             head["class_weights"] = list(config.class_weights)
-    tok = out.setdefault("tokenizer", {})
-    tok.update(
-        {
-            "type": "AutoProcessor",
-            "pretrained_model_name_or_path": config.backbone,
-            "tokenizer_type": "kosmos",
-            "max_text_len": config.max_text_len,
-        }
-    )
-    vlm = out.setdefault("vlm", {})
-    vlm.update(
-        {"type": "AutoModelForVision2Seq", "name": "kosmos", "pretrained_model_name_or_path": config.backbone}
-    )
-    trainer = out.setdefault("trainer", {})
-    trainer.update(
+
+
+def _write_training(out: dict[str, Any], config: VLAConfig) -> None:
+    """``trainer`` and the datasets' split and ``abs_action``."""
+    t = config.training
+    out.setdefault("trainer", {}).update(
         {
             "precision": t.precision,
             "gradient_clip_val": t.gradient_clip_val,
@@ -581,7 +665,10 @@ def to_robovlms(config: VLAConfig) -> dict[str, Any]:
         if isinstance(out.get(key), dict):
             out[key]["train_split"] = t.train_split
             out[key]["abs_action"] = config.abs_action
-    extra = out.setdefault(MVLA_SECTION, {})
+
+
+def _write_mvla_section(extra: dict[str, Any], config: VLAConfig) -> None:
+    """This project's own section: the backbone, its sizes, the prompt and the training recipe."""
     extra.update(
         {
             "backbone": config.backbone,
@@ -592,7 +679,6 @@ def to_robovlms(config: VLAConfig) -> dict[str, Any]:
     extra["recipe"] = config.recipe.to_dict() if config.recipe is not None else None
     for legacy in ("normalization", "channel_order"):
         extra.pop(legacy, None)
-    return out
 
 
 __all__ = [

@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from mvla_sim.facts import INSTRUCTION_KO, INSTRUCTIONS
+from mvla_sim.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -183,9 +184,7 @@ def load_tiny_tokenizer():  # -> transformers.PreTrainedTokenizerFast
 
 def write_tiny_tokenizer(path: Path = TINY_TOKENIZER_PATH) -> Path:
     """Write the tiny tokenizer's ``tokenizer.json`` to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(build_tiny_tokenizer_json() + "\n", encoding="utf-8")
-    return path
+    return atomic_write_text(path, build_tiny_tokenizer_json() + "\n")
 
 
 if __name__ == "__main__":

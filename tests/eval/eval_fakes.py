@@ -122,8 +122,8 @@ class FakeCorridorEnv:
 
 
 def make_fake_env(cell: Any, config: Any) -> FakeCorridorEnv:
-    size = tuple(config.image_size) if config.image_size else (32, 18)
-    return FakeCorridorEnv(cell.side, cell.lighting, cell.distance, size, config.max_steps or 17)
+    size = tuple(config.scene.image_size) if config.scene.image_size else (32, 18)
+    return FakeCorridorEnv(cell.side, cell.lighting, cell.distance, size, config.scene.max_steps or 17)
 
 
 class _Base:

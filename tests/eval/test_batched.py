@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from eval.config import RolloutConfig, UsageError
+from eval.config import RolloutConfig, SceneSettings, UsageError
 from eval.results import records as rec
-from eval.rollout import plan_episodes, run_rollout
+from eval.rollout import run_rollout
 from eval.runner.batched import BatchedPool
 from eval.runner.episode import HarnessError
+from eval.runner.plan import plan_episodes
 from eval.runner.policy_factory import PolicySpec
 from eval.runner.workers import WorkerPool
 from eval.select import REPO_ROOT
@@ -44,7 +45,7 @@ def sim_config(tmp_path: Path, ckpt: Path, **kw) -> RolloutConfig:
         sides=("left", "right"),
         lightings=("day",),
         episodes=2,
-        image_size=SMALL,
+        scene=SceneSettings(image_size=SMALL),
         workers=1,
         out=tmp_path / "out",
         videos=1,

@@ -1,4 +1,5 @@
-"""CI video artifacts: a short rollout of the bundled reference run leaves decodable videos in videos/ci/."""
+"""CI video artifacts: a short rollout of the bundled reference run leaves decodable videos in videos/ci/
+and its report (report.html, summary.json, ...) in results/ci/: the folders .github/workflows/ci.yml uploads."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from eval.select import REPO_ROOT
 
 REFERENCE = REPO_ROOT / "assets" / "checkpoints" / "reference"
 CI_VIDEOS = REPO_ROOT / "videos" / "ci"
+CI_RESULTS = REPO_ROOT / "results" / "ci"
 
 
-def test_short_reference_rollout_leaves_decodable_videos(tmp_path):
+def test_short_reference_rollout_leaves_decodable_videos():
     shutil.rmtree(CI_VIDEOS, ignore_errors=True)
-    out = tmp_path / "results"
+    shutil.rmtree(CI_RESULTS, ignore_errors=True)  # a rerun with the same --out would resume
+    out = CI_RESULTS
     code = main(
         [
             "--ckpt",
@@ -50,3 +53,4 @@ def test_short_reference_rollout_leaves_decodable_videos(tmp_path):
         h, w = frames[0].shape[:2]
         assert h % 2 == 0 and w % 2 == 0 and w > h
     assert (out / "report.html").is_file() and (out / "report.md").is_file()
+    assert "<html" in (out / "report.html").read_text().lower()

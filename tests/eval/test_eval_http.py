@@ -21,7 +21,7 @@ from eval.rollout import RolloutStopped, main, run_rollout
 from eval.select import REPO_ROOT
 from policies.http.serve import PolicyServer, create_app, load_checkpoint_policy, running_server
 
-KEY = "eval-test-key"
+KEY = "eval-test-key-0123456"
 REFERENCE_CKPT = (
     REPO_ROOT / "assets" / "checkpoints" / "reference" / "epoch_epoch=10-val_loss=val_loss=0.063.ckpt"
 )
@@ -119,7 +119,7 @@ def test_preflight_errors_are_one_line_and_start_nothing(tmp_path: Path, monkeyp
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
-    monkeypatch.setenv("VLA_API_KEY", "wrong-key")
+    monkeypatch.setenv("VLA_API_KEY", "wrong-key-0123456789")
     with (
         running_server(create_app(PolicyServer(Served(), "served"), KEY)) as keyed,
         running_server(create_app(PolicyServer(None, "loading"), None)) as empty,

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from eval_fakes import FakeCorridorEnv, NanPolicy, RaisingPolicy
 
-from eval.config import Cell, RolloutConfig, UsageError, episode_seed
+from eval.config import Cell, RolloutConfig, SceneSettings, UsageError
 from eval.results import records as rec
 from eval.rollout import main, run_rollout
 from eval.runner.episode import run_episode
-from eval.runner.policy_factory import PolicySpec, other_spec
+from eval.runner.plan import episode_seed, other_spec
+from eval.runner.policy_factory import PolicySpec
 from eval.select import SelectionError
 
 HAS_SIM = importlib.util.find_spec("mvla_sim.env") is not None
@@ -140,7 +141,7 @@ def test_broken_checkpoint_is_reported_and_others_still_run(tmp_path: Path, tiny
         baselines=[],
         sides=("left",),
         episodes=1,
-        policy_options={"dead_zone": 0.2},
+        policy_options={"gain": 1.5},
     )
     out = run_rollout(cfg, progress=False)
     summary = json.loads((out / "summary.json").read_text())
@@ -149,7 +150,7 @@ def test_broken_checkpoint_is_reported_and_others_still_run(tmp_path: Path, tiny
     assert broken["status"] == "load_failed" and broken["reason"] and str(bad.name) not in ("",)
     assert good["status"] == "ok" and good["overall"]["n"] == 1 and good["val_loss"] == pytest.approx(0.071)
     assert good["key_report"]["ok"] is True and good["settings"]["profile"] == "as_trained"
-    assert good["settings"]["settings"]["dead_zone"] == 0.2  # --policy-option reached the policy
+    assert good["settings"]["settings"]["gain"] == 1.5  # --policy-option reached the policy
     (r,) = rec.read_records(out / "episodes.jsonl")
     assert r["val_loss"] == pytest.approx(0.071) and r["policy_kind"] == "checkpoint"
 
@@ -200,7 +201,7 @@ def test_profiles_listed_for_the_cli_are_the_policys() -> None:
 @needs_sim
 def test_real_env_workers_invariance_with_baselines(tmp_path: Path) -> None:
     kw = dict(
-        baselines=["expert", "random"], env_factory=None, image_size=(64, 36), episodes=2, lightings=("day", "evening"),
+        baselines=["expert", "random"], env_factory=None, scene=SceneSettings(image_size=(64, 36)), episodes=2, lightings=("day", "evening"),
         sides=("right",), videos=1,
     )  # fmt: skip
     one = run_rollout(fake_config(tmp_path / "a", workers=1, **kw), progress=False)
@@ -249,16 +250,75 @@ def test_written_records_have_exactly_the_documented_fields(tmp_path: Path) -> N
 def test_backbone_dir_flag_reaches_checkpoint_policies_and_not_presets(tmp_path):
     """--backbone-dir goes to every checkpoint policy (a real run's Kosmos-2 folder); a run of a
     random-weight preset (the bundled reference) ignores it."""
-    from eval.config import build_parser, config_from_args
+    from eval.rollout_cli import build_parser, config_from_args
     from policies.vla.policy import VLAPolicy
 
     args = build_parser().parse_args(
         ["--backbone-dir", str(tmp_path / "kosmos"), "--policy-option", "era=2025-11-20"]
     )
     cfg = config_from_args(args)
-    assert cfg.checkpoint_options() == {"backbone_dir": str(tmp_path / "kosmos"), "era": "2025-11-20"}
+    assert cfg.options.checkpoint == {"backbone_dir": str(tmp_path / "kosmos"), "era": "2025-11-20"}
     reference = sorted(
         (Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "reference").glob("epoch_*.ckpt")
     )[0]
     policy = VLAPolicy.from_checkpoint(reference, backbone_dir=tmp_path / "kosmos")
     assert policy.config.backbone == "tiny"
+
+
+@needs_sim
+def test_cli_refuses_scene_settings_the_env_refuses_before_writing(tmp_path: Path, capsys) -> None:
+    for argv in (
+        ["--image-size", "8x4"],
+        ["--image-size", "2000x1000"],
+        ["--lens-distortion", "2"],
+        ["--drive-model", "warp"],
+        ["--renderer", "vulkan"],
+        ["--randomization", "wild"],
+        ["--max-steps", "0"],
+    ):
+        out = tmp_path / "o"
+        assert main(["--policy", "straight", "--workers", "1", "--out", str(out), *argv]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "\n" not in err, err
+        assert not out.exists(), argv
+
+
+@needs_sim
+def test_scene_settings_reach_every_env_and_are_recorded(tmp_path: Path) -> None:
+    from eval.runner.workers import make_env
+
+    scene = SceneSettings(
+        randomization="hard", drive_model="velocity", lens_distortion=0.1, image_size=(64, 36), max_steps=5
+    )
+    env = make_env(CELL, RolloutConfig(scene=scene, out=tmp_path / "unused"))
+    try:
+        base = env.unwrapped
+        assert (base.randomization, base.drive_model, base.max_steps) == ("hard", "velocity", 5)
+        assert base.camera.lens_distortion == 0.1 and env.reset(seed=0)[0]["image"].shape == (36, 64, 3)
+    finally:
+        env.close()
+    env = make_env(CELL, RolloutConfig(scene=SceneSettings(randomization="none"), out=tmp_path / "unused"))
+    try:
+        assert env.unwrapped.randomization == "none" and env.reset(seed=0)[1]["randomization"] == "none"
+    finally:
+        env.close()
+
+    out = tmp_path / "res"
+    argv = ["--policy", "straight", "--episodes", "1", "--sides", "left", "--lightings", "day", "--videos", "0",
+            "--randomization", "hard", "--drive-model", "velocity", "--lens-distortion", "0.1",
+            "--image-size", "64x36", "--max-steps", "5", "--out", str(out), "--workers", "1", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["scene"] == {
+        "randomization": "hard",
+        "drive_model": "velocity",
+        "renderer": "tiny",
+        "lens_distortion": 0.1,
+        "image_size": [64, 36],
+        "max_steps": 5,
+    }
+    (record,) = rec.read_records(out / "episodes.jsonl")
+    assert record["steps"] == 5
+    report = (out / "report.md").read_text()
+    assert "randomization hard, drive model velocity, renderer tiny, lens distortion 0.1" in report
+    assert "images 64x36 px, actions per episode 5" in report

@@ -21,7 +21,7 @@ from policies.http.serve import (
     running_server,
 )
 
-KEY = "eval-sessions-key"
+KEY = "eval-sessions-key-0123"
 REFERENCE = REPO_ROOT / "assets" / "checkpoints" / "reference" / "epoch_epoch=10-val_loss=val_loss=0.063.ckpt"
 
 

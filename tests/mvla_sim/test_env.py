@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -14,15 +15,18 @@ from gymnasium.utils.env_checker import check_env
 import mvla_sim
 from mvla_sim.facts import (
     CORE_KEY_SEQUENCES,
+    EPISODE_ACTIONS,
     INSTRUCTIONS,
     KEY_ACTIONS,
     KEY_PRESS_DURATION_S,
     key_sequence_actions,
 )
+from mvla_sim.make import SceneDescription, make_env
 from mvla_sim.scene import load_scene_spec
 from policies.scripted.baselines import make_baseline
 
 SMALL = (64, 36)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def make(env_id: str = "MobileVLA-1BoxLeft-v0", **kwargs) -> gym.Env:
@@ -144,7 +148,7 @@ def _step_m(key: str) -> float:
     return speed * KEY_PRESS_DURATION_S
 
 
-def test_throttle_drive_ignores_magnitude_and_has_a_dead_zone():
+def test_throttle_drive_ignores_magnitude_and_has_the_robot_clients_dead_zone():
     env = make(randomize=False)
     env.reset(seed=0)
     env.step(np.array([0.5, 0.0], dtype=np.float32))
@@ -152,9 +156,13 @@ def test_throttle_drive_ignores_magnitude_and_has_a_dead_zone():
     env.reset(seed=0)
     env.step(np.array([1.15, 0.0], dtype=np.float32))
     assert env.unwrapped.robot.pose.x == pytest.approx(x_half) == pytest.approx(_step_m("W"), abs=1e-3)
+    for small in ([0.1, 0.05], [0.09, -0.1], [-0.05, 0.0]):  # the robot client's dead zone: stop
+        env.reset(seed=0)
+        env.step(np.array(small, dtype=np.float64))
+        assert env.unwrapped.robot.pose.x == 0.0 and env.unwrapped.robot.pose.y == 0.0, small
     env.reset(seed=0)
-    env.step(np.array([0.1, 0.05], dtype=np.float32))
-    assert env.unwrapped.robot.pose.x == 0.0 and env.unwrapped.robot.pose.y == 0.0
+    env.step(np.array([0.12, 0.0]))  # one component over 0.1: a whole key press, as on the robot
+    assert env.unwrapped.robot.pose.x == pytest.approx(_step_m("W"), abs=1e-3)
 
 
 def test_throttle_drive_has_a_calibrated_speed_per_key_direction():
@@ -278,9 +286,10 @@ def test_evening_is_darker_and_warmer_than_day():
 
 
 def test_terminate_on_success_ends_early():
-    env = make(randomize=False, terminate_on_success=True, max_steps=30)
+    env = make(randomize=False, terminate_on_success=True, max_steps=30, max_episode_steps=30)
     _, infos = rollout(env, key_sequence_actions(CORE_KEY_SEQUENCES["right"]) + [(0, 0, 0)] * 5)
-    env_r = make("MobileVLA-1BoxRight-v0", randomize=False, terminate_on_success=True, max_steps=30)
+    env_r = make_env("MobileVLA-1BoxRight-v0", randomization="none", image_size=SMALL, max_steps=30)
+    env_r.unwrapped.terminate_on_success = True
     _, infos_r = rollout(env_r, key_sequence_actions(CORE_KEY_SEQUENCES["right"]) + [(0, 0, 0)] * 5)
     assert infos_r[-1]["is_success"] and infos_r[-1]["steps"] <= 17
     assert not infos[-1]["is_success"] and infos[-1]["steps"] == 22  # wrong side: runs to the limit
@@ -304,3 +313,60 @@ def test_docstring_example_runs():
 
     result = doctest.testmod(mvla_sim.env, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_ids_carry_the_real_protocols_step_limit_unless_overridden():
+    for env_id in mvla_sim.ENV_IDS.values():
+        assert gym.spec(env_id).max_episode_steps == EPISODE_ACTIONS
+    env = make_env("MobileVLA-1BoxLeft-v0", image_size=SMALL, max_steps=20)
+    assert env.spec.max_episode_steps == 20 and env.unwrapped.max_steps == 20
+    env.reset(seed=0)
+    steps = 0
+    truncated = False
+    while not truncated:
+        _, _, terminated, truncated, _ = env.step(np.zeros(2))  # stop: never collides
+        steps += 1
+        assert not terminated
+    assert steps == 20
+
+
+def test_reset_options_give_the_nominal_layout_for_one_episode():
+    env = make()
+    _, info = env.reset(seed=3)
+    assert info["layout"]["randomization"] == "default"
+    _, nominal = env.reset(seed=3, options={"nominal": True})
+    _, none = env.reset(seed=5, options={"randomization": "none"})
+    assert nominal["layout"] == none["layout"] and nominal["layout"]["randomization"] == "none"
+    _, again = env.reset(seed=3)
+    assert again["layout"] == info["layout"]  # the option lasted one episode
+    with pytest.raises(ValueError, match="unknown key.*'layout'"):
+        env.reset(options={"layout": "x"})
+    with pytest.raises(ValueError, match="'extreme'"):
+        env.reset(options={"randomization": "extreme"})
+
+
+def test_import_of_facts_pulls_in_neither_gymnasium_nor_pybullet():
+    code = "import sys, mvla_sim.facts; print(sorted(m for m in ('gymnasium', 'pybullet', 'numpy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
+    code = "import mvla_sim, gymnasium; print('MobileVLA-1BoxLeft-v0' in gymnasium.registry)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip().endswith("True")  # registered the moment gymnasium was imported
+
+
+def test_scene_description_refuses_what_the_env_refuses():
+    with pytest.raises(ValueError, match="image_size"):
+        SceneDescription(image_size=(8, 4))
+    with pytest.raises(ValueError, match="randomization='wild'"):
+        SceneDescription(randomization="wild")
+    with pytest.raises(ValueError, match="drive_model"):
+        SceneDescription(drive_model="tank")
+    scene = SceneDescription.from_id("MobileVLA-1BoxRight-Evening-v0", randomization="hard")
+    assert (scene.side, scene.lighting, scene.env_id) == (
+        "right",
+        "evening",
+        "MobileVLA-1BoxRight-Evening-v0",
+    )
+    env = make_env(scene, image_size=SMALL, lens_distortion=0.15, drive_model="velocity")
+    u = env.unwrapped
+    assert (u.randomization, u.drive_model, u.camera.lens_distortion) == ("hard", "velocity", 0.15)

@@ -18,7 +18,7 @@ from train.dataset import (
     split_episodes,
     train_val_datasets,
 )
-from train.episodes import read_episode, scenario_of
+from train.episodes import read_episode, scenario_of, write_episode
 
 
 def _dataset(folder: Path, **kwargs) -> EpisodeWindowDataset:
@@ -258,3 +258,23 @@ def test_episode_mode_returns_whole_padded_episodes(tmp_path, write_synthetic):
     assert long["frame_mask"].tolist() == [0.0] + [1.0] * 17
     assert short["frame_mask"].tolist() == [0.0] + [1.0] * 11 + [0.0] * 6
     assert short["action_mask"][11].tolist() == [1.0] + [0.0] * 9
+
+
+def test_every_layout_mixes_and_file_colour_order_follows_each_files_record(tmp_path, episode_factory):
+    """Collector (rgb), v3 and v5 (recorded bgr) episodes of the same content in one dataset."""
+    folders = {}
+    for index, (layout, order) in enumerate((("collector", "rgb"), ("v3", "bgr"), ("v5", "bgr"))):
+        episode = episode_factory(18, "left", index=index, seed=0)
+        episode.channel_order = order
+        folders[layout] = tmp_path / layout
+        write_episode(folders[layout] / f"{episode.attrs['episode_name']}.h5", episode, layout=layout)
+    as_stored = EpisodeWindowDataset(list(folders.values()), subset="all", windows="episode")
+    true_colours = EpisodeWindowDataset(
+        [EpisodeSource(f, channel_order="file") for f in folders.values()], subset="all", windows="episode"
+    )
+    assert [e.channel_order for e in as_stored.episodes] == ["rgb"] * 3
+    assert [e.channel_order for e in true_colours.episodes] == ["rgb", "bgr", "bgr"]
+    assert len({e.instruction for e in true_colours.episodes}) == 1
+    for i in range(3):
+        stored, shown = as_stored[i]["images"], true_colours[i]["images"]
+        torch.testing.assert_close(shown, stored if i == 0 else stored.flip(-1))

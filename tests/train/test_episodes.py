@@ -61,7 +61,8 @@ def test_raw_layout_matches_the_real_collector(tmp_path, episode_factory):
         instruction = f["language_instruction"]
         assert instruction.dtype == np.dtype("S256") and instruction.shape == (1,)
         assert instruction[0].decode("utf-8") == INSTRUCTIONS["left"]
-        assert set(f.attrs.keys()) == set(ATTR_KEYS)
+        assert set(f.attrs.keys()) == {*ATTR_KEYS, "channel_order"}  # the real nine plus the colour record
+        assert f.attrs["channel_order"] == "rgb"
         assert f.attrs["num_frames"] == 18 and f.attrs["action_chunk_size"] == 8
         assert f.attrs["obstacle_layout_type"] == "hori"
         assert f.attrs["collection_datetime"] == "2025-11-14T10:00:00"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from mvla_sim.facts import (
     EVENT_STOP_ACTION,
     INSTRUCTIONS,
     KEY_ACTIONS,
+    key_char_of_action,
     real_key_sequences,
 )
 from train.episodes import ATTR_KEYS, parse_episode_name, read_episode
@@ -33,7 +36,6 @@ from train.generate import (
     run_generation,
     scenario_schedule,
 )
-from train.stats import key_of_action
 
 SMALL = (64, 36)
 KEY_ARRAYS = {key: np.asarray(value, dtype=np.float32) for key, value in KEY_ACTIONS.items()}
@@ -103,7 +105,7 @@ def test_episodes_follow_the_real_format(clean_run: tuple[GenerateConfig, list[P
         for action, event in zip(actions[1:], episode.event_types[1:], strict=True):
             assert any(np.array_equal(action, key) for key in KEY_ARRAYS.values()), action
             assert event == (EVENT_START_ACTION if np.any(action) else EVENT_STOP_ACTION)
-        keys = "".join({"space": "_"}.get(key_of_action(a), key_of_action(a)) for a in actions[1:])
+        keys = "".join(key_char_of_action(a) for a in actions[1:])
         assert keys == attrs["sim_keys"] == attrs["sim_intended_keys"]
         np.testing.assert_array_equal(np.asarray(attrs["sim_intended_actions"], dtype=np.float32), actions)
         json.loads(attrs["sim_layout"])
@@ -284,3 +286,27 @@ def test_cli_writes_episodes_and_prints_summary(tmp_path: Path, capsys: pytest.C
     assert "expert success 2/2" in stdout.splitlines()[-1]
     assert len(list(out.glob("episode_*.h5"))) == 2
     assert json.loads((out / CONFIG_FILE).read_text())["seed"] == 3
+
+
+def test_python_dash_m_runs_the_package(tmp_path: Path) -> None:
+    """``python -m train.generate`` (the package's ``__main__``) parses the same options."""
+    repo = Path(__file__).resolve().parents[2]
+    shown = subprocess.run(
+        [sys.executable, "-m", "train.generate", "--help"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert shown.returncode == 0
+    for option in ("--episodes", "--out", "--mix", "--distances", "--image-size", "--noise", "--workers"):
+        assert option in shown.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "train.generate", "--episodes", "0", "--out", str(tmp_path / "o")],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().startswith("error: episodes=0") and "\n" not in bad.stderr.strip()

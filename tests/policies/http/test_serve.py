@@ -27,7 +27,7 @@ from policies.scripted.baselines import AlwaysLeft
 from policies.vla.transport import client_payload_image, jpeg_round_trip
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-KEY = "test-key-123"
+KEY = "test-key-0123456789"
 LEFT = "Navigate around obstacles and reach the front of the beverage bottle on the left"
 
 
@@ -113,7 +113,7 @@ def test_bad_requests_get_4xx_with_a_message_and_the_server_keeps_serving(record
     good = {"image": client_payload_image(frame()), "instruction": LEFT}
     cases = [
         (post(url, "/predict", json={**good, "image": "not base64 !!"}), 400, "base64"),
-        (post(url, "/predict", json={**good, "image": "aGVsbG8gd29ybGQ="}), 400, "not a decodable image"),
+        (post(url, "/predict", json={**good, "image": "aGVsbG8gd29ybGQ="}), 400, "not a JPEG"),
         (post(url, "/predict", json={"image": good["image"]}), 422, "instruction"),
         (post(url, "/predict", json={**good, "strategy": "teleport"}), 422, "strategy"),
         (post(url, "/predict", data="{not json", headers={"Content-Type": "application/json"}), 422, ""),
@@ -148,7 +148,7 @@ def test_the_client_policy_against_the_server(recorder_url) -> None:
     assert settings["url"] == url and settings["api_key"] == "set" and KEY not in str(settings)
 
     with pytest.raises(PreflightError, match="refused the API key"):
-        HTTPPolicy(url, api_key="nope").check()
+        HTTPPolicy(url, api_key="nope-nope-nope-nope").check()
     with pytest.raises(PreflightError, match="no key was sent"):
         HTTPPolicy(url).check()
 

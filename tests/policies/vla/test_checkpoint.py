@@ -34,7 +34,7 @@ from policies.vla.checkpoint_keys import (
 )
 from policies.vla.model import BackboneNotFoundError, MobileVLAModel, build_backbone
 from policies.vla.policy import VLAPolicy
-from policies.vla.robovlms_config import KOSMOS2_DIR_ENV
+from policies.vla.robovlms_config import KOSMOS2_DIR_ENV, to_robovlms
 
 LORA_KEY = "text_model.model.layers.1.self_attn.v_proj.lora_A.default.weight"
 KOSMOS_DIR = ".vlms/kosmos-2-patch14-224"
@@ -151,7 +151,7 @@ def test_raw_state_dict_needs_the_config_beside(model, tmp_path):
     with pytest.raises(CheckpointError, match="--config"):
         load_model(path)
     config = tmp_path / "config.json"
-    config.write_text(json.dumps(model.config.to_robovlms()), encoding="utf-8")
+    config.write_text(json.dumps(to_robovlms(model.config)), encoding="utf-8")
     result = load_model(path, config_path=config)
     assert result.report.ok and "lightning" not in " ".join(result.report.aliases)
     assert_same_weights(model, result.model)
@@ -188,13 +188,13 @@ def test_other_heads_round_trip(tmp_path, tiny_config, perturb, changes):
 def test_from_checkpoint_records_the_checkpoint_report_and_era(tmp_path, model):
     run_dir = tmp_path / "runs" / "exp" / "kosmos" / "mobile_vla_finetune" / "2025-11-20" / "exp"
     path = save_checkpoint(model, run_dir / "last.ckpt")
-    policy = VLAPolicy.from_checkpoint(path, dead_zone=0.05)
+    policy = VLAPolicy.from_checkpoint(path, gain=1.5)
     s = policy.settings()
     assert s["checkpoint"] == str(path) and s["source"] == "checkpoint"
     assert s["key_report"]["ok"] and s["key_report"]["missing_trained"] == 0
     assert s["era"]["era"] == "constant_instruction" and s["era"]["source"] == "run folder date"
     assert s["settings"]["normalization"] == "none" and s["settings"]["instruction"] == "constant"
-    assert s["overrides"] == {"dead_zone": 0.05} and s["settings"]["dead_zone"] == 0.05
+    assert s["overrides"] == {"gain": 1.5} and s["settings"]["gain"] == 1.5
 
 
 def test_vision_resampler_keys_are_recorded_as_ignored(model, ckpt_path, tmp_path):

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from policies.vla.policy import VLAPolicy
-from policies.vla.processors import client_drive
 from policies.vla.profiles import ProfileError
 from policies.vla.transport import client_resize, decode_jpeg, encode_jpeg, jpeg_round_trip
 
@@ -79,7 +78,7 @@ def test_as_deployed_equals_team_server(name):
     ref = _reference(name)
     server_frames = [decode_jpeg(b) for b in _client_jpegs(ref)]
     # the server's answers: no robot-client drive rule
-    policy = VLAPolicy.from_checkpoint(_checkpoint(name), "as_deployed", transport="none", drive_rule="none")
+    policy = VLAPolicy.from_checkpoint(_checkpoint(name), "as_deployed", transport="none")
     trace = policy.trace(server_frames, INSTRUCTION)
     diff = np.abs(trace["chunks"] - ref["as_deployed_chunks"]).max()
     assert diff < TOLERANCE, f"{name}: as_deployed head outputs differ from the server's by {diff}"
@@ -91,15 +90,15 @@ def test_as_deployed_equals_team_server(name):
 @pytest.mark.parametrize("name", ["mobile_vla_lstm", "classification"])
 def test_as_deployed_with_transport_and_client_on_raw_frames(name):
     """The default as_deployed profile on the env's raw frames: the client's OpenCV encode is
-    reproduced bit for bit, so the same head outputs; the robot client's drive rule follows."""
+    reproduced bit for bit, so the same head outputs and the server's answers (the robot client's
+    dead zone and heading are the simulator's: tests/mvla_sim/test_facts.py)."""
     ref = _reference(name)
     frames = _frames()
     policy = VLAPolicy.from_checkpoint(_checkpoint(name), "as_deployed")
-    assert policy.options.transport == "jpeg" and policy.options.drive_rule == "ros2_client"
+    assert policy.options.transport == "jpeg"
     trace = policy.trace(frames, INSTRUCTION)
     assert np.abs(trace["chunks"] - ref["as_deployed_chunks"]).max() < TOLERANCE
-    expected = np.stack([client_drive(a) for a in ref["as_deployed_actions"]])
-    assert np.abs(trace["actions"] - expected).max() < 1e-5
+    assert np.abs(trace["actions"] - ref["as_deployed_actions"]).max() < TOLERANCE
 
 
 def test_client_transport_is_bit_exact_with_opencv():

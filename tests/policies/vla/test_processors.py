@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,6 @@ from policies.vla.config import CLASS_MAPS, CLIP_MEAN, CLIP_STD, DEFAULT_PROMPT_
 from policies.vla.processors import (
     action_classes,
     check_image,
-    client_drive,
     collate_layouts,
     decode_action,
     instruction_for,
@@ -326,10 +324,7 @@ def test_abs_action_side_needs_one_side(instruction):
         )
 
 
-def test_gain_and_dead_zone_knobs():
-    np.testing.assert_allclose(
-        decode_action(np.array([0.1, 0.5]), InferenceSettings(dead_zone=0.15)), [0.0, 0.5 * K], rtol=1e-6
-    )
+def test_gain_knob():
     np.testing.assert_allclose(
         decode_action(np.array([0.1, 0.5]), InferenceSettings(gain=2.0)), [0.23, K], rtol=1e-6
     )
@@ -340,33 +335,9 @@ def test_decode_rejects_non_finite_outputs():
         decode_action(np.array([np.nan, 0.0]), TRAINED)
 
 
-# ------------------------------------------------------------------------------ robot client
-@pytest.mark.parametrize("action", [[0.0, 0.0], [0.1, -0.1], [-0.05, 0.09]])
-def test_client_stops_inside_its_dead_zone(action):
-    assert np.all(client_drive(np.array(action)) == 0)
-
-
-@pytest.mark.parametrize(
-    "action, degrees",
-    [
-        ([1.0, 0.0], 0),
-        ([0.0, 0.5], 90),
-        ([0.5, 0.5], 45),
-        ([-0.3, 0.0], 180),
-        ([0.6, 0.355], 30),  # 30.6 degrees, rounded toward zero
-        ([0.6, -0.355], -30),
-    ],
-)
-def test_client_drives_a_full_key_press_toward_whole_degrees(action, degrees):
-    out = client_drive(np.array(action))
-    rad = math.radians(degrees)
-    np.testing.assert_allclose(out, [K * math.cos(rad), K * math.sin(rad)], atol=1e-9)
-    assert np.hypot(*out) == pytest.approx(K)
-
-
-def test_decode_applies_the_drive_rule_last():
-    settings = InferenceSettings(drive_rule="ros2_client", action_clip=1.5)
-    np.testing.assert_allclose(
-        decode_action(np.array([0.05, 0.5]), settings), client_drive(np.array([0.0575, 0.575]))
-    )
-    assert np.all(decode_action(np.array([0.05, 0.05]), settings) == 0)
+def test_decode_answers_the_servers_action_the_robot_side_applies_the_client():
+    """The policy answers what the team's server answers (clipped to 1.5); the dead zone and the
+    whole-degree heading are the robot client's, applied by the simulator's drive."""
+    settings = InferenceSettings(action_clip=1.5)
+    np.testing.assert_allclose(decode_action(np.array([0.05, 0.5]), settings), [0.0575, 0.575], rtol=1e-6)
+    np.testing.assert_allclose(decode_action(np.array([0.05, 0.05]), settings), [0.0575, 0.0575], rtol=1e-6)

@@ -144,8 +144,8 @@ def test_as_trained_is_what_the_era_saw(day, normalization, instruction):
     assert (s.normalization, s.instruction) == (normalization, instruction)
     assert s.constant_instruction == "Navigate to the target location"
     assert (s.text_padding, s.token_layout, s.decode) == ("none", "fork", "regression")
-    assert (s.first_action_zero, s.action_clip, s.drive_rule) == (False, 1.15, "none")
-    assert (s.execute_steps, s.temporal_ensemble, s.gain, s.dead_zone) == (1, False, 1.0, 0.0)
+    assert (s.first_action_zero, s.action_clip) == (False, 1.15)
+    assert (s.execute_steps, s.temporal_ensemble, s.gain) == (1, False, 1.0)
     assert s.era == res.era.era and res.warnings == ()
 
 
@@ -192,7 +192,7 @@ def test_as_deployed_is_the_teams_server_and_client_whatever_the_era(day):
         "fork",
         "regression",
     )
-    assert (s.first_action_zero, s.action_clip, s.drive_rule) == (True, 1.5, "ros2_client")
+    assert (s.first_action_zero, s.action_clip) == (True, 1.5)
 
 
 def test_as_deployed_refuses_lstm_decoder_with_the_reason():
@@ -228,7 +228,6 @@ def test_every_setting_can_be_overridden_and_is_recorded():
         "instruction": "constant",
         "resize": "bicubic",
         "gain": 2.0,
-        "dead_zone": 0.2,
         "execute_steps": 3,
         "era": "file_instruction",
     }
@@ -278,15 +277,12 @@ def test_unknown_profile_is_quoted():
         ({"text_padding": "longest"}, "'longest'"),
         ({"token_layout": "llava"}, "'llava'"),
         ({"decode": "argmax"}, "'argmax'"),
-        ({"drive_rule": "joystick"}, "'joystick'"),
         ({"dtype": "int8"}, "'int8'"),
         ({"abs_action_side": "left"}, "'left'"),
         ({"prompt_template": "no slot"}, "'no slot'"),
         ({"action_clip": 0.0}, "action_clip.*0.0"),
         ({"action_clip": float("inf")}, "action_clip.*inf"),
         ({"gain": -1.0}, "gain.*-1.0"),
-        ({"dead_zone": 2.0}, "dead_zone.*2.0"),
-        ({"dead_zone": -0.1}, "dead_zone.*-0.1"),
         ({"execute_steps": 0}, "execute_steps.*0"),
         ({"execute_steps": 1.5}, "execute_steps.*1.5"),
         ({"temporal_ensemble": True, "execute_steps": 2}, "temporal_ensemble"),

@@ -81,7 +81,7 @@ def test_dict_json_text_and_file_parse_the_same(tmp_path):
     text = REFERENCE_CONFIG_PATH.read_text(encoding="utf-8")
     a = parse(reference_config(), config_root=tmp_path)
     b = parse(text, config_root=tmp_path)
-    c = VLAConfig.from_robovlms(REFERENCE_CONFIG_PATH, config_root=tmp_path)
+    c = parse(REFERENCE_CONFIG_PATH, config_root=tmp_path)
     assert a == b == c
 
 
@@ -501,7 +501,7 @@ def test_backbone_dir_then_env_then_config(tmp_path, monkeypatch):
 
 def test_preset_recorded_by_our_run_wins_over_the_env(monkeypatch, tmp_path):
     monkeypatch.setenv(KOSMOS2_DIR_ENV, str(tmp_path / "kosmos"))
-    written = VLAConfig(backbone="tiny").to_robovlms()
+    written = to_robovlms(VLAConfig(backbone="tiny"))
     assert parse(written).backbone == "tiny"
     backbone, how = resolve_backbone(written)
     assert (backbone, how) == ("tiny", "mvla_sim.backbone preset")
@@ -566,8 +566,8 @@ def test_is_hub_reference(value, hub):
     ids=["defaults", "velocities", "classification", "folder_recipe"],
 )
 def test_round_trip_through_the_robovlms_json(config):
-    written = json.loads(json.dumps(config.to_robovlms()))
-    again = VLAConfig.from_robovlms(written)
+    written = json.loads(json.dumps(to_robovlms(config)))
+    again = parse(written)
     assert again == config
     assert again.training == config.training  # defaults are written once: nothing drifts
 
@@ -581,7 +581,7 @@ def test_written_schema_has_every_reference_key():
                 out |= keys(v, prefix + k + ".")
         return out
 
-    written = VLAConfig(lora_enable=True).to_robovlms()
+    written = to_robovlms(VLAConfig(lora_enable=True))
     missing = keys(reference_config()) - keys(written)
     assert not missing, f"keys of the real run's config missing from to_robovlms(): {sorted(missing)}"
     assert written["act_head"]["type"] == "LSTMDecoder" and written["act_head"]["hidden_size"] == 1024
@@ -605,7 +605,7 @@ def test_writing_starts_from_the_parsed_source():
 
 def test_recipe_is_read_from_the_mvla_sim_section():
     recipe = TrainingRecipe(normalization="none", instruction="constant", token_layout="upstream")
-    written = VLAConfig(recipe=recipe).to_robovlms()
+    written = to_robovlms(VLAConfig(recipe=recipe))
     assert written["mvla_sim"]["recipe"]["token_layout"] == "upstream"
     assert parse(written).recipe == recipe
     written["mvla_sim"]["recipe"] = {"normalization": "zscore"}
@@ -620,7 +620,7 @@ def test_recipe_is_read_from_the_mvla_sim_section():
 
 
 def test_legacy_mvla_sim_section_means_our_old_upstream_recipe():
-    cfg = VLAConfig().to_robovlms()
+    cfg = to_robovlms(VLAConfig())
     del cfg["mvla_sim"]["recipe"]
     cfg["mvla_sim"].update(normalization="none", channel_order="bgr")
     recipe = parse(cfg).recipe
@@ -628,7 +628,7 @@ def test_legacy_mvla_sim_section_means_our_old_upstream_recipe():
 
 
 def test_preset_sizes_written_out_collapse_to_the_preset():
-    written = VLAConfig().to_robovlms()
+    written = to_robovlms(VLAConfig())
     assert parse(written).backbone_config is None
     written["mvla_sim"]["backbone_config"] = {**TINY_KOSMOS2_CONFIG, "latent_query_num": 8}
     assert parse(written).backbone_config["latent_query_num"] == 8
