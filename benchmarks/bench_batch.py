@@ -42,13 +42,14 @@ from eval.runner.policy_factory import PolicySpec, checkpoint_specs  # noqa: E40
 from eval.runner.workers import configure_torch, passive_openmp  # noqa: E402
 from eval.select import REFERENCE_RUN_DIR, resolve_checkpoints  # noqa: E402
 from mvla_sim.facts import EPISODE_ACTIONS, INSTRUCTIONS  # noqa: E402
+from policies.vla.profiles import DEFAULT_PROFILE  # noqa: E402
 
 BATCHES = (1, 4, 8, 16)
 
 
 def reference_spec() -> PolicySpec:
     choice = resolve_checkpoints(["top1"], REFERENCE_RUN_DIR, runs_explicit=True).choices[0]
-    return checkpoint_specs(choice, ("as_trained",), {})[0]
+    return checkpoint_specs(choice, (DEFAULT_PROFILE,), {})[0]
 
 
 def rollout(specs: list[PolicySpec], episodes: int, **execution) -> tuple[float, list[dict]]:

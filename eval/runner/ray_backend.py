@@ -39,6 +39,7 @@ from eval.runner import workers
 from eval.runner.episode import EpisodeTask
 from eval.runner.policy_factory import PolicySpec, build_policy
 from eval.runner.workers import Result, WorkerPool
+from mvla_sim.files import atomic_write_bytes
 
 logger = logging.getLogger("eval.rollout")
 
@@ -255,9 +256,7 @@ class RayPool(WorkerPool):
         planned = videos[rec.record_key(result.to_dict())]
         final = Path(planned).with_name(Path(result.video).name)
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(final.stem + "__running.mp4")
-        tmp.write_bytes(video)
-        os.replace(tmp, final)
+        atomic_write_bytes(final, video)
         result.video = str(final)
         return result
 
