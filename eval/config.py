@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from eval.probes import ProbeError, parse_probes
 from eval.results.records import to_jsonable
 from eval.select import REPO_ROOT
 from mvla_sim.facts import LIGHTINGS, OBSTACLE_DISTANCES, SIDES
@@ -162,6 +163,8 @@ class RolloutConfig:
             checkpoint, e.g. ``{"device": "cuda"}`` (split once into ``options``).
         max_server_faults: consecutive episodes of one server URL ending in a server fault
             (timeout, refused/reset connection, HTTP error) that stop the run.
+        probes: instruction probes (``eval.probes``: swap, neutral, unrelated) run for every policy
+            on the same episodes; empty = none (a string such as ``"swap,neutral"`` is parsed).
         batch: N > 0 runs N envs in lock-step around one model per checkpoint
             (:mod:`eval.runner.batched`) instead of ``workers`` processes; 0 = off.
         backend: ``local`` (this machine's processes) or ``ray`` (:mod:`eval.runner.ray_backend`).
@@ -191,6 +194,7 @@ class RolloutConfig:
     env_factory: str | None = None
     policy_options: dict[str, Any] = field(default_factory=dict)
     max_server_faults: int = DEFAULT_MAX_SERVER_FAULTS
+    probes: tuple[str, ...] = ()
     batch: int = 0
     backend: str = "local"
     ray_address: str | None = None
@@ -203,6 +207,10 @@ class RolloutConfig:
         self._check_execution()
         if "profile" in self.policy_options:
             raise UsageError("--policy-option profile=...: use --profile as_trained,as_deployed instead")
+        try:
+            self.probes = parse_probes(self.probes)
+        except ProbeError as exc:
+            raise UsageError(str(exc)) from None
         self.scene = self.scene.resolved()
         self.cells = [Cell(s, li, d) for s in self.sides for li in self.lightings for d in self.distances]
         self.options = PolicyOptions.split(self.policy_options)

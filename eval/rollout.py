@@ -7,7 +7,7 @@ in parallel worker processes, and writes:
 - ``<out>/episodes.jsonl``  one record per episode, appended as episodes finish (resumable);
 - ``<out>/summary.json``    success rates with Wilson 95 % intervals, SPL, collisions, side
   errors, latency, rank agreement val_loss vs success, paired tests, profiles side by side,
-  the recommendation;
+  the recommendation, the instruction probes' verdicts (:mod:`eval.probes`);
 - ``<out>/report.md``, ``<out>/report.html`` and ``<out>/plots/*.png`` built from summary.json;
 - ``videos/<run>/<policy>__<scene>__seed<seed>__<outcome>.mp4``.
 
@@ -19,7 +19,8 @@ and the command line that builds it (:mod:`eval.rollout_cli`), the plan of polic
 episodes (:mod:`eval.runner.plan`), the checks before any episode (:mod:`eval.runner.preflight`), the
 episodes recorded as they finish (:mod:`eval.runner.collect`), policy specs and the factory (:mod:`eval.runner.policy_factory`), the episode runner
 (:mod:`eval.runner.episode`), the worker pool (:mod:`eval.runner.workers`), provenance and resume
-(:mod:`eval.runner.provenance`), records, summary and report (:mod:`eval.results`).
+(:mod:`eval.runner.provenance`), records, summary and report (:mod:`eval.results`), instruction
+probes (:mod:`eval.probes`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.config import RolloutConfig, UsageError
+from eval.probes import format_probes, summarize_probes
 from eval.results import records as rec
 from eval.rollout_cli import build_parser, config_from_args
 from eval.runner.backends import make_pool
@@ -72,7 +74,7 @@ def run_rollout(config: RolloutConfig, *, progress: bool = True) -> Path:
         open_results(config)
         stack.enter_context(torch_threads(config.torch_threads, torch_needed))
         warm = next((s for s in specs if s.kind == "checkpoint"), None)
-        max_tasks = len(specs) * len(config.cells) * config.episodes
+        max_tasks = len(specs) * (1 + len(config.probes)) * len(config.cells) * config.episodes
         pool = stack.enter_context(make_pool(config, torch_needed, max_tasks, warm))  # workers start up now
         ok = probe_policies(entries, env, config.seed)  # ... while the main process checks the policies
         order = [e.spec.id for e in entries]
@@ -104,7 +106,7 @@ def _write_results(
     from eval.results.summary import build_summary
 
     summary = build_summary(
-        records=outcome.records,
+        records=[r for r in outcome.records if not r.get("probe")],
         entries=[e.to_dict() for e in entries],
         cells=[c.name for c in config.cells],
         config=config.to_dict(),
@@ -113,6 +115,8 @@ def _write_results(
         errors=[asdict(e) for e in outcome.errors],
         stopped=outcome.stopped,
     )
+    if config.probes:
+        summary["instruction_probes"] = summarize_probes(outcome.records, config.probes)
     rec.write_json_atomic(config.out / "summary.json", summary)
     build_report(config.out)
     if outcome.errors:
@@ -143,6 +147,8 @@ def _dry_run(config: RolloutConfig) -> None:
         print(f"{spec.id:<24} {spec.kind:<11} {spec.role or '':<8}{extra}")
     n = len(specs) * len(config.cells) * config.episodes
     print(f"{len(specs)} policies x {len(config.cells)} cells x {config.episodes} episodes = {n} episodes")
+    if config.probes:
+        print(f"+ instruction probes {','.join(config.probes)}: {n * len(config.probes)} more episodes")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -174,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     summary = json.loads((out / "summary.json").read_text())
     print(format_table(summary))
+    if summary.get("instruction_probes"):
+        print("\n" + format_probes(summary))
     print(f"\nresults: {out}/summary.json  report: {out}/report.html")
     return 1 if summary.get("errors") else 0
 

@@ -24,6 +24,7 @@ from eval.config import (
     SceneSettings,
     UsageError,
 )
+from eval.probes import DEFAULT_PROBES
 from eval.select import REFERENCE_RUN_DIR, REPO_ROOT
 from mvla_sim.facts import LIGHTINGS, SIDES
 from policies.options import parse_key_values
@@ -145,6 +146,15 @@ def _policy_arguments(g: argparse._ArgumentGroup) -> None:
         metavar="NAME",
         help="evaluate policies without checkpoints: a baseline (e.g. expert), a 'module:factory' of your own, "
         "or a server URL http://HOST:PORT; repeatable, commas too",
+    )
+    g.add_argument(
+        "--probes",
+        default=None,
+        metavar="P",
+        help="instruction probes run for every policy on the same episodes, with the instruction replaced: "
+        "swap (the other side's), neutral (same token count, no side), unrelated (unrelated text); a verdict "
+        "per policy (follows its instruction / instruction-blind) in summary.json and the report "
+        f"(default {','.join(DEFAULT_PROBES)} when checkpoints are evaluated, else none; 'none' turns them off)",
     )
 
 
@@ -322,9 +332,10 @@ def config_from_args(args: argparse.Namespace) -> RolloutConfig:
     options = parse_policy_options(args.policy_option)
     if args.backbone_dir is not None:
         options["backbone_dir"] = str(args.backbone_dir)
+    ckpt = [] if policies else (args.ckpt or ["top3"])
     return RolloutConfig(
         policy_options=options,
-        ckpt=[] if policies else (args.ckpt or ["top3"]),
+        ckpt=ckpt,
         runs=args.runs or DEFAULT_RUNS,
         # the default training output (runs/) may be empty: then the reference run is used;
         # any other folder the user names must hold checkpoints
@@ -343,6 +354,7 @@ def config_from_args(args: argparse.Namespace) -> RolloutConfig:
         videos_dir=args.videos_dir,
         torch_threads=args.torch_threads,
         max_server_faults=args.max_server_faults,
+        probes=(DEFAULT_PROBES if ckpt else ()) if args.probes is None else args.probes,
         batch=args.batch,
         backend=args.backend,
         ray_address=args.ray_address,

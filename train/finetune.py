@@ -39,18 +39,43 @@ class UsageError(Exception):
 
 @dataclass
 class DataSpec:
-    """One episode folder and how its frames are stored (``"bgr"`` for raw real recordings,
-    ``"file"`` for each file's recorded order)."""
+    """One episode folder and how its frames are stored: ``"file"`` (default) follows each file's
+    recorded order (the ``channel_order`` attribute; the team's files without it are BGR), ``"bgr"``
+    or ``"rgb"`` declare it for the whole folder."""
 
     path: Path
-    channel_order: str = "rgb"
+    channel_order: str = "file"
 
     @classmethod
     def parse(cls, text: str) -> DataSpec:
         path, _, order = (
-            text.rpartition(":") if text.endswith((":bgr", ":rgb", ":file")) else (text, "", "rgb")
+            text.rpartition(":") if text.endswith((":bgr", ":rgb", ":file")) else (text, "", "file")
         )
-        return cls(Path(path), order or "rgb")
+        return cls(Path(path), order or "file")
+
+
+def seen_channel_order(episodes: list[Any]) -> str:
+    """The colour order the model is shown, recorded in the run's recipe: ``"rgb"`` (true colours)
+    when every episode is read in its stored order, ``"bgr"`` (red and blue swapped, as the fork's
+    loader did with real files) when every one is read in the other order.
+
+    Raises:
+        UsageError: some episodes would reach the model swapped and others not (name a folder's order).
+    """
+    from train.episodes import read_episode
+
+    swapped = {
+        info.path for info in episodes if read_episode(info.path, False).channel_order != info.channel_order
+    }
+    if not swapped:
+        return "rgb"
+    if len(swapped) == len(episodes):
+        return "bgr"
+    example = sorted(swapped)[0]
+    raise UsageError(
+        f"{len(swapped)} of {len(episodes)} episodes (e.g. {example}) would reach the model with red and blue "
+        "swapped and the others not; drop the :rgb/:bgr suffix so each file's recorded colour order is followed"
+    )
 
 
 @dataclass
@@ -258,6 +283,8 @@ def _record_run(
         # What this run shows the model, recorded for the as_trained profile (the fork's newest recipe).
         cfg["mvla_sim"]["recipe"] = DEFAULT_RECIPE.to_dict()
         config.notes.append(f"no recipe in the config: training with {DEFAULT_RECIPE.to_dict()}")
+    # the colour order the model sees comes from the data, not the config
+    cfg["mvla_sim"]["recipe"]["channel_order"] = seen_channel_order([*train_set.episodes, *val_set.episodes])
     cfg["mvla_sim"]["data_sources"] = [
         {"path": str(s.path), "channel_order": s.channel_order} for s in config.data
     ]
@@ -320,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  python -m train.generate --episodes 400 --out data/sim\n"
             "  python -m train.finetune --data data/sim --max-epochs 5\n"
             "  python -m train.finetune --config my_run.json --backbone .vlms/kosmos-2-patch14-224 \\\n"
-            "      --data data/sim ROS_action/mobile_vla_dataset:bgr --precision 16-mixed"
+            "      --data data/sim ROS_action/mobile_vla_dataset --precision 16-mixed"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -333,9 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data",
         nargs="+",
-        metavar="DIR[:bgr|:file]",
-        help="episode folders in any of the team's layouts (collector, v3, v5); suffix ':bgr' for real "
-        "recordings stored as BGR, ':file' to follow each file's recorded colour order",
+        metavar="DIR[:rgb|:bgr]",
+        help="episode folders in any of the team's layouts (collector, v3, v5); each file's recorded colour "
+        "order is followed (the team's files without the attribute are BGR), so the model sees true colours; "
+        "':rgb' or ':bgr' declares a folder's order instead; the order the model saw goes into the recipe",
     )
     parser.add_argument(
         "--out",

@@ -80,6 +80,10 @@ class EpisodeRecord:
     layout: dict[str, Any] | None
     """Scene geometry (m)."""
     renderer: str | None
+    probe: str | None = None
+    """The instruction probe of this episode (``eval.probes``: swap, neutral, unrelated), else None."""
+    probe_instruction: str | None = None
+    """The instruction the probe gave the policy instead of ``instruction`` (the env's)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

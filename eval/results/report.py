@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eval.probes import probe_rows
 from eval.results import records as rec
 from eval.results.plots import make_plots
 from mvla_sim.files import atomic_write_text
@@ -92,6 +93,7 @@ def build_sections(summary: dict[str, Any], plots: dict[str, Any], results_dir: 
         _overall_section(summary, plots),
         _cells_section(summary),
         _profiles_section(summary),
+        _probes_section(summary),
         _served_section(summary),
         _lighting_section(summary),
         _valloss_section(summary, plots),
@@ -345,6 +347,26 @@ def _profiles_section(summary: dict[str, Any]) -> Section | None:
           "n/a" if r["difference"] is None else f"{100 * r['difference']:+.0f} pts", r["a_only"], r["b_only"],
           _num(r["pvalue"]), _num(r["pvalue_holm"]), "yes" if r["significant"] else "no"] for r in rows],
     )  # fmt: skip
+    return s
+
+
+def _probes_section(summary: dict[str, Any]) -> Section | None:
+    """Instruction probes (``eval.probes``): does each policy follow its instruction?"""
+    header, rows = probe_rows(summary)
+    if not rows:
+        return None
+    s = Section("Does each policy follow its instruction? (instruction probes)")
+    s.p(
+        "Every policy ran the same episodes again with its instruction replaced: swap (the other side's), "
+        "neutral (a word naming no side, same token count), unrelated (unrelated text). Changed steps: the share "
+        "of step-aligned actions that differ from the original episode (steps only one episode ran count as "
+        "changed); success under the probe (original) with an exact McNemar p; for swap, how often the robot "
+        "passes on the side the swapped instruction names (how often it did under its own instruction)."
+    )
+    s.table(header, rows)
+    for p in summary["instruction_probes"]["policies"]:
+        s.p(f"**{p['policy_id']}**: {p['verdict']}: {p['evidence']}.")
+    s.p("Rule: " + summary["instruction_probes"]["policies"][0]["rule"] + ".")
     return s
 
 

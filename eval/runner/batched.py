@@ -52,6 +52,8 @@ class BatcherProxy:
 
     def __init__(self, conn: Connection, seed: int) -> None:
         self.conn, self.seed = conn, seed
+        self.given_instruction: str | None = None
+        """What a probe spec's policy was given instead of the env's instruction (for the record)."""
 
     def _ask(self, kind: str, payload: Any) -> Any:
         self.conn.send((kind, payload))
@@ -61,7 +63,7 @@ class BatcherProxy:
         return value
 
     def reset(self, instruction: str) -> None:
-        self._ask("start", (instruction, self.seed))
+        self.given_instruction = self._ask("start", (instruction, self.seed))
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         return self._ask("act", obs)
@@ -228,7 +230,7 @@ class BatchedPool(WorkerPool):
             instruction, seed = payload
             try:
                 slot.episode = models.get(slot.task.spec).start_episode(instruction, seed=seed)
-                slot.conn.send(("ok", None))
+                slot.conn.send(("ok", getattr(slot.episode, "given_instruction", None)))
             except Exception as exc:  # noqa: BLE001 - the episode fails as an unbatched one would
                 slot.conn.send(("error", exc))
         else:  # "done"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.config import RolloutConfig
+from eval.probes import probe_id
 from eval.results import records as rec
 from eval.results.records import EpisodeRecord
 from eval.runner.episode import HarnessError, is_server_fault
@@ -81,7 +82,7 @@ def record_episodes(
 ) -> RunOutcome:
     """Run every planned episode of ``specs`` not yet in ``episodes.jsonl``; the records of the plan.
 
-    The log ends sorted in ``order`` of policy ids.
+    The log ends sorted in ``order`` of policy ids, then the instruction probes' ids in that order.
 
     Raises:
         RolloutInterrupted: on Ctrl-C (finished episodes are saved).
@@ -96,11 +97,12 @@ def record_episodes(
                 "resuming %s: %d of %d episodes already done", out, len(planned) - len(plan), len(planned)
             )
         logger.info(
-            "%d policies x %d cells x %d episodes = %d episodes to run (%d workers)",
-            len(specs), len(config.cells), config.episodes, len(plan), pool.workers,
+            "%d policies (+%d probes each) x %d cells x %d episodes = %d episodes to run (%d workers)",
+            len(specs), len(config.probes), len(config.cells), config.episodes, len(plan),
+            pool.workers,
         )  # fmt: skip
         _collect(pool.run(plan, progress), log, outcome, streaks)
-        log.rewrite_sorted(order)
+        log.rewrite_sorted([*order, *(probe_id(pid, probe) for pid in order for probe in config.probes)])
     except KeyboardInterrupt as exc:
         raise RolloutInterrupted(
             f"interrupted; {len(log.records)} finished episodes are saved in {out / 'episodes.jsonl'}; "

@@ -205,10 +205,15 @@ class EpisodeRecorder:
         terminated: bool,
         truncated: bool,
         timings: dict[str, list[float]],
+        probe_instruction: str | None = None,
     ) -> EpisodeRecord:
-        """The episode's record; the video, if any, renamed after its outcome."""
+        """The episode's record; the video, if any, renamed after its outcome.
+
+        ``probe_instruction``: what a probe spec's policy was given instead of the env's instruction.
+        """
         outcome = judge(info, self.cell, failure, truncated)
         record = self._record(info, outcome, terminated, truncated, timings)
+        record.probe_instruction = probe_instruction if self.spec.probe else None
         if self.video is not None and self.video.frames_written:
             final = self.video_path.with_name(
                 video_name(self.spec.id, self.cell.name, self.seed, outcome_label(record))
@@ -265,6 +270,8 @@ class EpisodeRecorder:
             actions=self.actions,
             layout=rec.to_jsonable(layout) if layout is not None else None,
             renderer=info.get("renderer"),
+            probe=spec.probe,
+            probe_instruction=None,
         )
 
 
@@ -328,7 +335,8 @@ def run_episode(
     finally:
         recorder.close_video()
     timings = policy.step_timings() if hasattr(policy, "step_timings") else {}
-    return recorder.finish(info, failure, terminated, truncated, timings)
+    given = getattr(policy, "given_instruction", None)
+    return recorder.finish(info, failure, terminated, truncated, timings, given)
 
 
 def is_server_fault(record: EpisodeRecord | dict[str, Any]) -> bool:

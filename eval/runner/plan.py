@@ -5,7 +5,8 @@ policy names into policy specs: each selected checkpoint under each profile (:fu
 targets and server URLs (:func:`other_spec`); :mod:`eval.runner.policy_factory` builds a policy
 from a spec wherever an episode runs. :func:`episode_seed` and
 :func:`plan_episodes` give every policy the same (cell, seed) list, so comparisons are paired and
-results do not depend on who runs the episodes (one process, a pool, a batch, a cluster).
+results do not depend on who runs the episodes (one process, a pool, a batch, a cluster); the
+config's instruction probes (:func:`eval.probes.probe_specs`) run that list again per policy.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.config import HTTP_OPTION_NAMES, RolloutConfig, UsageError
+from eval.probes import probe_specs
 from eval.results.video import video_name
 from eval.runner.episode import EpisodeTask
 from eval.runner.policy_factory import PolicySpec
@@ -141,12 +143,13 @@ def plan_episodes(
 ) -> tuple[list[EpisodeTask], set[EpisodeKey]]:
     """The episode tasks still to run, and the keys of every planned episode (done or not).
 
-    Every policy gets the same (cell, seed) list; the first ``config.videos`` episodes of each
-    cell are recorded.
+    Every policy gets the same (cell, seed) list, and again once per instruction probe of
+    ``config.probes`` (a probe spec per policy, :func:`eval.probes.probe_specs`); the first
+    ``config.videos`` episodes of each cell are recorded (not those of instruction probes).
     """
     tasks: list[EpisodeTask] = []
     planned: set[EpisodeKey] = set()
-    for spec in specs:
+    for spec in [*specs, *probe_specs(specs, config.probes)]:  # same episodes, instruction replaced
         for cell in config.cells:
             for index in range(config.episodes):
                 seed = episode_seed(config.seed, cell.name, index)
@@ -155,7 +158,7 @@ def plan_episodes(
                 if key in done:
                     continue
                 video = None
-                if index < config.videos:
+                if index < config.videos and spec.probe is None:  # probe episodes are not filmed
                     video = str(video_root / video_name(spec.id, cell.name, seed, "pending"))
                 tasks.append(EpisodeTask(spec, cell, index, seed, video))
     return tasks, planned

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from eval.config import HTTP_OPTION_NAMES, UsageError, redact
+from eval.probes import ProbedPolicy
 from policies.base import Policy
 from policies.vla.profiles import DEFAULT_PROFILE
 
@@ -40,6 +41,7 @@ class PolicySpec:
         profile: VLA profile (``checkpoint`` only): ``as_trained`` or ``as_deployed``.
         options: keyword settings passed to the policy (may hold the API key: see ``to_dict``).
         val_loss, val_loss_source, epoch, role: what checkpoint selection found (``eval.select``).
+        probe: an instruction probe (``eval.probes``): the policy is given that probe's instruction.
     """
 
     kind: str
@@ -52,6 +54,7 @@ class PolicySpec:
     val_loss_source: str | None = None
     epoch: int | None = None
     role: str | None = None
+    probe: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -84,6 +87,7 @@ class PolicySpec:
             "val_loss_source": self.val_loss_source,
             "epoch": self.epoch,
             "role": self.role,
+            "probe": self.probe,
         }
 
 
@@ -99,7 +103,10 @@ def import_target(target: str) -> Callable[..., Any]:
 
 
 def build_policy(spec: PolicySpec, env: gym.Env | None, seed: int) -> Policy:
-    """Build the policy of ``spec`` (``env`` and ``seed`` serve baselines and factories)."""
+    """Build the policy of ``spec`` (``env`` and ``seed`` serve baselines and factories); a probe
+    spec's policy is given the probe's instruction (:class:`eval.probes.ProbedPolicy`)."""
+    if spec.probe is not None:
+        return ProbedPolicy(build_policy(replace(spec, probe=None), env, seed), spec.probe)
     if spec.kind == "baseline":
         from policies.scripted.baselines import make_baseline
 

@@ -71,8 +71,9 @@ class ModelActor:
         workers.configure_torch(torch_threads, True)
         self.batcher = SessionBatcher(build_policy(spec, None, 0), max_batch=max_batch, max_wait_ms=5.0)
 
-    def reset(self, session_id: str) -> None:
-        self.batcher.reset(session_id)
+    def start(self, session_id: str, instruction: str) -> str | None:
+        """Start the session's episode; the instruction a probe gave instead (None otherwise)."""
+        return getattr(self.batcher.start(session_id, instruction), "given_instruction", None)
 
     def act(self, session_id: str, obs: dict[str, Any]) -> np.ndarray:
         return self.batcher.act(session_id, obs)
@@ -88,11 +89,13 @@ class ActorProxy:
 
     def __init__(self, actor: Any) -> None:
         self.actor, self.session_id = actor, uuid.uuid4().hex
+        self.given_instruction: str | None = None
+        """What a probe spec's policy was given instead of the env's instruction (for the record)."""
 
     def reset(self, instruction: str) -> None:
         import ray
 
-        ray.get(self.actor.reset.remote(self.session_id))
+        self.given_instruction = ray.get(self.actor.start.remote(self.session_id, instruction))
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         import ray

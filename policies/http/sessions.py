@@ -112,6 +112,13 @@ class SessionBatcher:
         with self._store_lock:
             self._episodes.pop(session_id, None)
 
+    def start(self, session_id: str, instruction: str) -> Any:
+        """Start the session's episode now with ``instruction`` (else its next step starts it); its state."""
+        check_session_id(session_id)
+        with self._store_lock:
+            self._episodes.pop(session_id, None)
+        return self._episode(_Request(session_id, {"instruction": instruction}))
+
     def act(self, session_id: str, obs: dict[str, Any], timeout_s: float | None = None) -> np.ndarray:
         """One step of the session's episode (started with ``obs["instruction"]`` if new); blocks."""
         request = _Request(check_session_id(session_id), obs)

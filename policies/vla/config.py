@@ -53,6 +53,32 @@ TOKEN_LAYOUTS: tuple[str, ...] = ("fork", "upstream")
 * ``"upstream"``: upstream RoboVLMs: ``<s> [image] prompt [action]`` (the prompt stays visible).
 """
 
+FORWARD_PATHS: tuple[str, ...] = ("fallback", "patched")
+"""Which Kosmos-2 forward the fork ran (FACTS.md, "The instruction, the forward path ..."): it depends
+on the ``modeling_kosmos2.py`` installed on the machine, not on the config.
+
+* ``"fallback"``: stock transformers; the fork's first call fails and its fallback writes the 64
+  image features over ``<s> prompt </s>`` (the ``"fork"`` token layout): only the prompt's length
+  reaches the model;
+* ``"patched"``: the fork's own ``tools/modeling_kosmos2.py`` copied into site-packages (upstream
+  RoboVLMs did it for every Kosmos run): ``<s> [64 image features] prompt`` + the action token
+  (the ``"upstream"`` token layout): the instruction is visible.
+"""
+FORWARD_PATH_LAYOUTS: dict[str, str] = {"fallback": "fork", "patched": "upstream"}
+"""The token layout each forward path lays out (:func:`policies.vla.processors.layout_tokens`)."""
+DEFAULT_FORWARD_PATH = "fallback"
+FORWARD_PATH_EVIDENCE = (
+    "the team's note KOSMOS_IN_PLACE_ERROR_FIX.md says the fallback ran on their training machine, and their "
+    "own LEFT/RIGHT test measured 'difference = 0.000000' (minuum/vla docs/INSTRUCTION_GROUNDING_EXPLAINED.md)"
+)
+"""Why :data:`DEFAULT_FORWARD_PATH` is the default for the team's checkpoints."""
+
+
+def forward_path_of(token_layout: str) -> str:
+    """The forward path that lays out ``token_layout`` (``"fork"`` -> fallback, ``"upstream"`` -> patched)."""
+    return next(path for path, layout in FORWARD_PATH_LAYOUTS.items() if layout == token_layout)
+
+
 DEFAULT_PROMPT_TEMPLATE = "<grounding>An image of a robot {instruction}"
 """RoboVLMs' Kosmos text function wraps every instruction in this prompt."""
 
@@ -456,6 +482,11 @@ __all__ = [
     "PRESET_BACKBONE_CONFIGS",
     "TINY_KOSMOS2_CONFIG",
     "TOKEN_LAYOUTS",
+    "FORWARD_PATHS",
+    "FORWARD_PATH_LAYOUTS",
+    "DEFAULT_FORWARD_PATH",
+    "FORWARD_PATH_EVIDENCE",
+    "forward_path_of",
     "TrainingConfig",
     "TrainingRecipe",
     "UnsupportedConfigError",

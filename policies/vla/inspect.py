@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mvla_sim.facts import INSTRUCTIONS
 from policies.vla.checkpoint_io import (
     CheckpointError,
     config_from_checkpoint,
@@ -31,6 +32,7 @@ from policies.vla.checkpoint_io import (
 )
 from policies.vla.checkpoint_keys import count_parameters, expected_tensors, match_keys
 from policies.vla.config import ConfigError, VLAConfig
+from policies.vla.processors import instruction_visibility
 from policies.vla.profiles import ERAS, PROFILES, ProfileError, resolve
 from policies.vla.robovlms_config import parse as parse_robovlms
 
@@ -76,18 +78,45 @@ def describe_model(config: VLAConfig) -> dict[str, Any]:
 
 
 def describe_profiles(config: VLAConfig, checkpoint: str | Path | None, era: str | None) -> dict[str, Any]:
-    """Both profiles' resolved settings (or why a profile is refused)."""
+    """Both profiles' resolved settings (or why a profile is refused), each with whether the model
+    sees its instruction (:func:`policies.vla.processors.instruction_visibility`)."""
     out: dict[str, Any] = {}
     overrides: dict[str, Any] = {"era": era} if era else {}
     if config.abs_action:
         overrides["abs_action_side"] = "instruction"
+    tokenizer = _tokenizer_or_none(config)
     for profile in PROFILES:
         try:
             res = resolve(config, profile, checkpoint=checkpoint, overrides=overrides)
             out[profile] = res.to_dict()
         except ProfileError as exc:
             out[profile] = {"refused": str(exc)}
+            continue
+        out[profile]["instruction_visibility"] = instruction_visibility(
+            res.settings, tokenizer, INSTRUCTIONS["left"], _image_positions(config)
+        ).to_dict()
     return out
+
+
+def _tokenizer_or_none(config: VLAConfig) -> Any:
+    """The backbone's tokenizer, or None when its folder is not on this machine (counts unknown)."""
+    from policies.vla.model import BackboneNotFoundError, load_tokenizer
+
+    try:
+        return load_tokenizer(config)
+    except (BackboneNotFoundError, OSError, ValueError) as exc:
+        logger.info("no tokenizer for %s (%s): prompt token counts unknown", config.backbone, exc)
+        return None
+
+
+def _image_positions(config: VLAConfig) -> int:
+    """Kosmos-2's image features per frame (``latent_query_num``; 64 unless the backbone says otherwise)."""
+    from policies.vla.model import kosmos2_config
+
+    try:
+        return int(kosmos2_config(config).latent_query_num)
+    except Exception:  # noqa: BLE001 - the folder may be absent: the real model's 64
+        return 64
 
 
 def era_rule() -> list[str]:
@@ -185,6 +214,7 @@ _PROFILE_KEYS = (
     "instruction",
     "text_padding",
     "token_layout",
+    "forward_path",
     "decode",
     "first_action_zero",
     "episode_start",
@@ -212,6 +242,7 @@ def _print_profiles(profiles: dict[str, Any], era_rule_lines: list[str]) -> None
         if "refused" in profiles[n]:
             print(f"{n}: refused: {profiles[n]['refused']}")
         else:
+            print(f"{n}: {profiles[n]['instruction_visibility']['line']}")
             const = profiles[n]["settings"]
             if const["instruction"] == "constant":
                 print(f"{n}: instruction given: {const['constant_instruction']!r}")

@@ -22,6 +22,7 @@ clip, then the robot client's drive rule.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -171,9 +172,12 @@ def layout_tokens(
     and the prompt when it is shorter than Q: the prompt's words never reach the model, only its
     length through the attention mask); the action token appended (mask 1).
 
-    ``"upstream"`` (upstream RoboVLMs, this project's runs before recipes): ``<s>``, Q image
-    slots, the prompt's tokens, the action token (``</s>`` would follow; attention being causal,
-    it cannot change the action token's state and is left out).
+    ``"upstream"`` (upstream RoboVLMs, the fork's patched forward path, this project's runs):
+    ``<s>``, Q image slots, the prompt's tokens, the action token, inserted as the fork does before
+    the last token of the (possibly padded) ids: ``<s> [image] prompt [action] </s>``, or with
+    padding ``<s> [image] prompt </s> <pad>... [action] <pad>`` (padding masked, but counted by the
+    sequential positions). The token after the action token cannot change its state (attention is
+    causal) and is left out.
     """
     q = num_image_tokens
     ids, mask = list(ids), list(mask)
@@ -192,19 +196,79 @@ def layout_tokens(
             text=text,
         )
     if layout == "upstream":
-        words = [i for i, m in zip(ids[1:], mask[1:], strict=True) if m][:-1]  # drop <s>, </s>, padding
-        seq = [ids[0], *range(4, 4 + q), *words, 0]
+        seq = [ids[0], *range(4, 4 + q), *ids[1:-1], 0]
+        seq_mask = [mask[0], *([1] * q), *mask[1:-1], 1]
         n = len(seq)
         image = torch.zeros(n, dtype=torch.bool)
         image[1 : 1 + q] = True
         return TextLayout(
             input_ids=torch.tensor(seq, dtype=torch.long),
-            attention_mask=torch.ones(n, dtype=torch.long),
+            attention_mask=torch.tensor(seq_mask, dtype=torch.long),
             image_mask=image,
             action_index=n - 1,
             text=text,
         )
     raise ValueError(f"token layout must be 'fork' or 'upstream', got {layout!r}")
+
+
+@dataclass(frozen=True)
+class InstructionVisibility:
+    """Whether the words of the instruction reach the model under some settings, and why."""
+
+    visible: bool
+    token_layout: str
+    forward_path: str
+    prompt_tokens: int | None
+    """Unpadded tokens of ``<s> prompt </s>`` (``None`` without a tokenizer)."""
+    image_positions: int
+    reason: str
+
+    def line(self) -> str:
+        """One line: verdict, layout, the prompt's length against the image positions, the reason."""
+        verdict = "sees its instruction" if self.visible else "cannot see its instruction"
+        count = "?" if self.prompt_tokens is None else str(self.prompt_tokens)
+        return (
+            f"{verdict}: token_layout {self.token_layout} (forward_path {self.forward_path}), prompt "
+            f"{count} tokens vs {self.image_positions} image positions: {self.reason}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "line": self.line()}
+
+
+def instruction_visibility(
+    settings: InferenceSettings, tokenizer: Any, instruction: str, num_image_tokens: int
+) -> InstructionVisibility:
+    """Whether ``instruction``'s words reach the model under ``settings`` (a layout fact, no weights).
+
+    ``"fork"`` (fallback): the image features overwrite positions 0..Q-1, so a prompt of at most Q
+    real tokens is hidden whole (only its length counts); ``"upstream"`` (patched): the prompt follows
+    the image. An era that gave a constant instruction never shows the episode's.
+    """
+    ids = None
+    if tokenizer is not None:
+        text = prompt_text(instruction_for(instruction, settings), settings.prompt_template)
+        ids, _ = tokenize_prompt(tokenizer, text)
+    n, q = (None if ids is None else len(ids)), num_image_tokens
+    fields = {"token_layout": settings.token_layout, "forward_path": settings.forward_path}
+    if settings.instruction == "constant":
+        reason = f"the era gives every episode {settings.constant_instruction!r}, which names no side"
+        return InstructionVisibility(False, **fields, prompt_tokens=n, image_positions=q, reason=reason)
+    if settings.token_layout == "upstream":
+        reason = f"the prompt follows the {q} image features (<s> [image] prompt [action])"
+        return InstructionVisibility(True, **fields, prompt_tokens=n, image_positions=q, reason=reason)
+    if n is None:
+        reason = (
+            f"the image features overwrite positions 0-{q - 1}; the prompt's length is unknown (no tokenizer)"
+        )
+        return InstructionVisibility(False, **fields, prompt_tokens=None, image_positions=q, reason=reason)
+    if n <= q:
+        reason = f"the image features overwrite positions 0-{q - 1}, the whole prompt: only its length reaches the model"
+        return InstructionVisibility(False, **fields, prompt_tokens=n, image_positions=q, reason=reason)
+    reason = (
+        f"the image features overwrite positions 0-{q - 1}; the prompt's last {n - q} tokens stay visible"
+    )
+    return InstructionVisibility(True, **fields, prompt_tokens=n, image_positions=q, reason=reason)
 
 
 def collate_layouts(items: Sequence[TextLayout]) -> dict[str, torch.Tensor]:
@@ -322,12 +386,14 @@ def decode_action(
 
 
 __all__ = [
+    "InstructionVisibility",
     "TextLayout",
     "action_classes",
     "check_image",
     "collate_layouts",
     "decode_action",
     "instruction_for",
+    "instruction_visibility",
     "layout_tokens",
     "normalize_actions",
     "preprocess_frame",

@@ -42,11 +42,16 @@ from typing import Any
 from mvla_sim.facts import KEY_ACTION_VALUE
 from policies.vla.config import (
     CHANNEL_ORDERS,
+    DEFAULT_FORWARD_PATH,
+    FORWARD_PATH_EVIDENCE,
+    FORWARD_PATH_LAYOUTS,
+    FORWARD_PATHS,
     INSTRUCTION_MODES,
     NORMALIZATIONS,
     TOKEN_LAYOUTS,
     TrainingRecipe,
     VLAConfig,
+    forward_path_of,
 )
 
 logger = logging.getLogger(__name__)
@@ -64,6 +69,13 @@ DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 
 SERVER_ACTION_CLIP = 1.5
 """The team's server clips each action component to +-1.5."""
+REAL_DATA_CHANNEL_ORDER = "bgr"
+"""What a checkpoint trained on real data saw: the collector stores the camera's ``bgr8`` frames as
+they come and the fork's loader reads them as RGB, so red and blue were swapped in training
+(FACTS.md, the episode file); ``as_trained`` swaps the env's RGB frames the same way."""
+DEPLOYED_CHANNEL_ORDER = "rgb"
+"""The deployed path sees true colours (the client JPEG-encodes the BGR array with OpenCV, the server
+decodes RGB)."""
 
 
 class ProfileError(ValueError):
@@ -89,9 +101,9 @@ class Era:
         return TrainingRecipe(
             normalization=self.normalization,
             instruction=self.instruction,
-            token_layout="fork",
+            token_layout=FORWARD_PATH_LAYOUTS[DEFAULT_FORWARD_PATH],
             resize="bilinear",
-            channel_order="rgb",
+            channel_order=REAL_DATA_CHANNEL_ORDER,
             source=f"era:{self.name}",
         )
 
@@ -240,6 +252,11 @@ class InferenceSettings:
     text_padding: str = "none"
     """``"max_length"`` pads the prompt to the config's ``max_text_len`` (the team's server)."""
     token_layout: str = "fork"
+    """Derived from ``forward_path`` (or the run's recipe); overriding it sets the forward path too."""
+    forward_path: str = DEFAULT_FORWARD_PATH
+    """The fork's Kosmos-2 forward (:data:`policies.vla.config.FORWARD_PATHS`): ``"fallback"`` (stock
+    transformers: the prompt overwritten by the image features) or ``"patched"`` (the fork's own
+    ``modeling_kosmos2.py``: the instruction visible)."""
     decode: str = "regression"
     first_action_zero: bool = False
     """The team's server answers [0, 0] to the first call after a reset."""
@@ -279,12 +296,18 @@ class InferenceSettings:
             "instruction": INSTRUCTION_MODES,
             "text_padding": TEXT_PADDINGS,
             "token_layout": TOKEN_LAYOUTS,
+            "forward_path": FORWARD_PATHS,
             "decode": DECODES,
             "dtype": DTYPES,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ProfileError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        if self.token_layout != FORWARD_PATH_LAYOUTS[self.forward_path]:
+            raise ProfileError(
+                f"token_layout {self.token_layout!r} is not what forward_path {self.forward_path!r} lays out "
+                f"({FORWARD_PATH_LAYOUTS[self.forward_path]!r}); set one of them"
+            )
         if self.abs_action_side is not None and self.abs_action_side not in ABS_ACTION_SIDES:
             raise ProfileError(
                 f"abs_action_side must be one of {list(ABS_ACTION_SIDES)} or None, got {self.abs_action_side!r}"
@@ -343,7 +366,59 @@ class Resolution:
         }
 
 
-_NON_SETTING_OVERRIDES = ("era",)
+_NON_SETTING_OVERRIDES = ("era", "forward_path", "token_layout")
+"""Overrides applied by :func:`resolve` itself rather than copied onto the profile's settings."""
+
+
+@dataclass(frozen=True)
+class ForwardPathDecision:
+    """Which Kosmos-2 forward a checkpoint is reproduced with, and why."""
+
+    forward_path: str
+    source: str
+    """``"override"``, ``"recipe"`` (this project's run recorded its layout) or ``"default"``."""
+    warning: str | None = None
+
+
+def decide_forward_path(
+    config: VLAConfig, profile: str, overrides: dict[str, Any], recipe_source: str | None
+) -> ForwardPathDecision:
+    """The forward path: ``forward_path=`` or ``token_layout=`` given, else the run's recorded recipe
+    (``as_trained`` of this project's runs), else :data:`DEFAULT_FORWARD_PATH` with a warning.
+
+    Raises:
+        ProfileError: an unknown path, ``forward_path`` and ``token_layout`` that disagree, or the
+            patched path for a checkpoint with ``use_vision_resampler`` (its resampler is not implemented).
+    """
+    path, layout = overrides.get("forward_path"), overrides.get("token_layout")
+    if path is not None and path not in FORWARD_PATHS:
+        raise ProfileError(f"forward_path must be one of {list(FORWARD_PATHS)}, got {path!r}")
+    if layout is not None and layout not in TOKEN_LAYOUTS:
+        raise ProfileError(f"token_layout must be one of {list(TOKEN_LAYOUTS)}, got {layout!r}")
+    if path is not None and layout is not None and FORWARD_PATH_LAYOUTS[path] != layout:
+        raise ProfileError(
+            f"forward_path={path!r} lays out {FORWARD_PATH_LAYOUTS[path]!r}, not token_layout={layout!r}; give one"
+        )
+    if path is not None or layout is not None:
+        decision = ForwardPathDecision(path or forward_path_of(layout), "override")
+    elif profile == AS_TRAINED and recipe_source == "config" and config.recipe is not None:
+        decision = ForwardPathDecision(forward_path_of(config.recipe.token_layout), "recipe")
+    else:
+        machine = "training machine" if profile == AS_TRAINED else "team's inference server"
+        decision = ForwardPathDecision(
+            DEFAULT_FORWARD_PATH,
+            "default",
+            f"the Kosmos-2 forward path of the {machine} is not recorded: assuming forward_path="
+            f"{DEFAULT_FORWARD_PATH!r} ({FORWARD_PATH_EVIDENCE}); pass forward_path=patched "
+            "(CLI: --policy-option forward_path=patched) if the fork's modeling_kosmos2.py was in site-packages",
+        )
+    if decision.forward_path == "patched" and config.use_vision_resampler:
+        raise ProfileError(
+            "forward_path='patched' with use_vision_resampler: the fork's patched path feeds the image features "
+            "through its PerceiverResampler, which this wrapper does not implement; evaluate it with "
+            "forward_path='fallback' (where the resampler has no effect)"
+        )
+    return decision
 
 
 def resolve(
@@ -369,10 +444,14 @@ def resolve(
         raise TypeError(f"unknown policy settings {unknown}; valid: {sorted(names - {'profile'})}")
     decision = decide_era(config, checkpoint, overrides.get("era"))
     warnings = list(decision.warnings)
+    recipe = _recipe_of(config, decision)
+    path = decide_forward_path(config, profile, overrides, recipe.source)
+    if path.warning:
+        warnings.append(path.warning)
     if profile == AS_TRAINED:
-        base = _as_trained(config, _recipe_of(config, decision), decision)
+        base = _as_trained(config, recipe, decision, path.forward_path)
     else:
-        base = _as_deployed(config, _recipe_of(config, decision), decision, overrides, warnings)
+        base = _as_deployed(config, recipe, decision, overrides, warnings, path.forward_path)
     if config.abs_action and overrides.get("abs_action_side") is None:
         raise ProfileError(
             "this checkpoint was trained with abs_action (on |linear_y|): it cannot tell which side to strafe. "
@@ -398,7 +477,9 @@ def _head_decode(config: VLAConfig) -> str:
     return "classification" if config.is_classification else "regression"
 
 
-def _as_trained(config: VLAConfig, recipe: TrainingRecipe, decision: EraDecision) -> InferenceSettings:
+def _as_trained(
+    config: VLAConfig, recipe: TrainingRecipe, decision: EraDecision, forward_path: str
+) -> InferenceSettings:
     """What the model saw in training (module docstring, ``as_trained``)."""
     return InferenceSettings(
         profile=AS_TRAINED,
@@ -410,7 +491,8 @@ def _as_trained(config: VLAConfig, recipe: TrainingRecipe, decision: EraDecision
         constant_instruction=recipe.constant_instruction,
         prompt_template=config.prompt_template,
         text_padding="none",
-        token_layout=recipe.token_layout,
+        token_layout=FORWARD_PATH_LAYOUTS[forward_path],
+        forward_path=forward_path,
         decode=_head_decode(config),
         first_action_zero=False,
         episode_start=True,
@@ -425,6 +507,7 @@ def _as_deployed(
     decision: EraDecision,
     overrides: dict[str, Any],
     warnings: list[str],
+    forward_path: str,
 ) -> InferenceSettings:
     """What the team's server and robot client do (module docstring, ``as_deployed``)."""
     if config.head_type == "LSTMDecoder" and "decode" not in overrides:
@@ -444,12 +527,13 @@ def _as_deployed(
         transport="jpeg",
         resize="bicubic",
         normalization="clip",
-        channel_order="rgb",
+        channel_order=DEPLOYED_CHANNEL_ORDER,
         instruction="verbatim",
         constant_instruction=recipe.constant_instruction,
         prompt_template=config.prompt_template,
         text_padding="max_length",
-        token_layout="fork",
+        token_layout=FORWARD_PATH_LAYOUTS[forward_path],
+        forward_path=forward_path,
         decode=server_decode,
         first_action_zero=True,
         action_clip=SERVER_ACTION_CLIP,
@@ -474,8 +558,12 @@ def _check_against_head(config: VLAConfig, settings: InferenceSettings, warnings
 __all__ = [
     "DEFAULT_PROFILE",
     "ERAS",
+    "DEPLOYED_CHANNEL_ORDER",
     "ERA_NAMES",
     "Era",
+    "ForwardPathDecision",
+    "REAL_DATA_CHANNEL_ORDER",
+    "decide_forward_path",
     "EraDecision",
     "InferenceSettings",
     "PROFILES",

@@ -23,6 +23,7 @@ from eval.runner.plan import plan_episodes
 from eval.runner.policy_factory import PolicySpec
 from eval.runner.workers import WorkerPool
 from eval.select import REPO_ROOT
+from mvla_sim.facts import INSTRUCTIONS
 
 SMALL = (64, 36)
 
@@ -56,11 +57,13 @@ def sim_config(tmp_path: Path, ckpt: Path, **kw) -> RolloutConfig:
 
 
 def test_batched_records_equal_unbatched_in_the_simulator(tmp_path: Path, tiny_vla_ckpt: Path) -> None:
-    one = run_rollout(sim_config(tmp_path / "a", tiny_vla_ckpt), progress=False)
-    batched = run_rollout(sim_config(tmp_path / "b", tiny_vla_ckpt, batch=3), progress=False)
+    kw = dict(probes=("swap",))
+    one = run_rollout(sim_config(tmp_path / "a", tiny_vla_ckpt, **kw), progress=False)
+    batched = run_rollout(sim_config(tmp_path / "b", tiny_vla_ckpt, batch=3, **kw), progress=False)
     a, b = rec.read_records(one / "episodes.jsonl"), rec.read_records(batched / "episodes.jsonl")
-    assert len(a) == 3 * 2 * 2  # (2 profiles + the expert) x 2 cells x 2 episodes
+    assert len(a) == 3 * 2 * 2 * 2  # (2 profiles + the expert) x (own + swapped instruction) x 2 cells x 2
     assert comparable(b) == comparable(a)
+    assert {r["probe_instruction"] for r in b if r["probe"]} == set(INSTRUCTIONS.values())
     assert len({tuple(map(tuple, r["actions"])) for r in a if r["policy_kind"] == "checkpoint"}) > 2
     videos = [Path(r["video"]) for r in b if r["video"]]
     assert len(videos) == 3 * 2 and all(v.exists() and v.parent.name == "out" for v in videos)
@@ -106,7 +109,7 @@ def interrupt_then_resume(tmp_path: Path, ckpt: Path, extra: list[str], wait_rec
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "eval.rollout", "--ckpt", str(ckpt), "--baselines", "random", "--episodes", "4",
             "--lightings", "day", "--image-size", "64x36", "--out", str(out), "--videos", "1",
-            "--videos-dir", str(tmp_path / "videos"), "--no-progress", *extra]  # fmt: skip
+            "--videos-dir", str(tmp_path / "videos"), "--probes", "none", "--no-progress", *extra]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.Popen(
         argv, cwd=REPO_ROOT, env=env, start_new_session=True, stderr=subprocess.PIPE, text=True

@@ -13,6 +13,7 @@ from eval.results import records as rec
 from eval.rollout import run_rollout
 from eval.runner.episode import EpisodeTask
 from eval.runner.policy_factory import PolicySpec
+from mvla_sim.facts import INSTRUCTIONS
 
 pytest.importorskip("ray")
 
@@ -20,15 +21,16 @@ from eval.runner.ray_backend import chunks_of  # noqa: E402
 
 
 def test_ray_records_equal_the_local_backend(tmp_path: Path, tiny_vla_ckpt: Path) -> None:
-    kw = dict(baselines=["expert", "random"], profiles=("as_trained",))
+    kw = dict(baselines=["expert"], profiles=("as_trained",), probes=("swap",))
     local = run_rollout(sim_config(tmp_path / "a", tiny_vla_ckpt, **kw), progress=False)
     ray = run_rollout(
         sim_config(tmp_path / "b", tiny_vla_ckpt, backend="ray", workers=2, **kw), progress=False
     )
     a, b = rec.read_records(local / "episodes.jsonl"), rec.read_records(ray / "episodes.jsonl")
-    assert len(a) == 3 * 2 * 2 and comparable(b) == comparable(a)
+    assert len(a) == 2 * 2 * 2 * 2 and comparable(b) == comparable(a)  # (ckpt, expert) x (own, swap) x 2 x 2
+    assert {r["probe_instruction"] for r in b if r["probe"]} == set(INSTRUCTIONS.values())
     videos = [Path(r["video"]) for r in b if r["video"]]
-    assert len(videos) == 3 * 2 and all(
+    assert len(videos) == 2 * 2 and all(
         v.exists() and v.parent == tmp_path / "b" / "videos" / "out" for v in videos
     )
     assert not list((tmp_path / "b" / "videos").rglob("*__running.mp4"))

@@ -153,7 +153,7 @@ def test_generate_writes_each_layout_and_reads_back_the_same_episodes(tmp_path: 
     assert [p.name for p in runs["v3"]] == [p.name for p in runs["collector"]] == [p.name for p in runs["v5"]]
     for index, collector_path in enumerate(runs["collector"]):
         reference = read_episode(collector_path)
-        assert reference.channel_order == "rgb" and reference.channel_order_source == "attribute"
+        assert reference.channel_order == "bgr" and reference.channel_order_source == "attribute"
         for layout in ("v3", "v5"):
             back = read_episode(runs[layout][index])
             assert back.layout == layout

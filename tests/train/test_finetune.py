@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ import torch
 
 from policies.vla.checkpoint import load_model
 from policies.vla.policy import VLAPolicy
+from train.episodes import read_episode, write_episode
+from train.finetune import DataSpec, UsageError, seen_channel_order
 from train.finetune import main as finetune_main
 from train.generate import GenerateConfig, generate_episodes
 
@@ -138,7 +141,7 @@ def test_standardize_features_folds_mean_and_std_into_the_final_layer_norm(sim_d
 def test_as_trained_trace_equals_what_training_computed(run_dir, sim_data):
     """Train/infer parity: the as_trained policy of our own checkpoint (its recorded recipe)
     computes, frame by frame on raw env frames, the head outputs the training forward computed."""
-    from train.dataset import EpisodeWindowDataset, collate
+    from train.dataset import EpisodeSource, EpisodeWindowDataset, collate
     from train.episodes import read_episode
     from train.lightning_module import MobileVLAModule
 
@@ -147,18 +150,57 @@ def test_as_trained_trace_equals_what_training_computed(run_dir, sim_data):
     ckpt = torch.load(top, map_location="cpu", weights_only=False)
     recipe = ckpt["hyper_parameters"]["configs"]["mvla_sim"]["recipe"]
     assert recipe["token_layout"] == "upstream" and policy.options.token_layout == "upstream"
+    # generated files are BGR; finetune followed each file's record: the model saw true colours
+    assert recipe["channel_order"] == "rgb" and policy.options.channel_order == "rgb"
     assert policy.resolution.era.source == "recipe"
     module = MobileVLAModule(ckpt["hyper_parameters"]["configs"])
     module.load_state_dict(ckpt["state_dict"])
     module.eval()
     dataset = EpisodeWindowDataset(
-        sim_data, subset="all", windows="episode", image_size=module.vla_config.image_size
+        EpisodeSource(sim_data, channel_order="file"),
+        subset="all",
+        windows="episode",
+        image_size=module.vla_config.image_size,
     )
     item = dataset[0]
     with torch.no_grad():
         pred, _, _ = module._predict(collate([item]))
     episode = read_episode(item["episode"])
-    trace = policy.trace(episode.images, item["instruction"])
+    assert episode.channel_order == "bgr"
+    trace = policy.trace(episode.images[..., ::-1], item["instruction"])  # the env's RGB frames
     n = episode.num_frames
     assert n > module.vla_config.window_size  # inside the window and beyond it
     assert np.abs(pred[0, :n].numpy() - trace["chunks"]).max() < 1e-5
+
+
+def test_data_folders_follow_each_files_colour_order_by_default():
+    assert DataSpec.parse("data/sim") == DataSpec(Path("data/sim"), "file")
+    assert DataSpec.parse("real:bgr") == DataSpec(Path("real"), "bgr")
+
+
+def test_the_colour_order_the_model_sees_is_recorded_and_a_mix_refused(tmp_path, write_synthetic):
+    from train.dataset import EpisodeSource, EpisodeWindowDataset
+
+    rgb = write_synthetic(tmp_path / "rgb", side="left")
+    bgr_file = tmp_path / "bgr" / rgb.name
+    bgr_file.parent.mkdir()
+    episode = read_episode(rgb)
+    episode.images, episode.channel_order = episode.images[..., ::-1].copy(), "bgr"
+    write_episode(bgr_file, episode)
+
+    def seen(*sources):
+        return seen_channel_order(EpisodeWindowDataset(list(sources), subset="all").episodes)
+
+    assert (
+        seen(
+            EpisodeSource(rgb.parent, channel_order="file"),
+            EpisodeSource(bgr_file.parent, channel_order="file"),
+        )
+        == "rgb"
+    )
+    assert seen(EpisodeSource(bgr_file.parent, channel_order="rgb")) == "bgr"  # as the fork read real files
+    with pytest.raises(UsageError, match="swapped and the others not"):
+        seen(
+            EpisodeSource(rgb.parent, channel_order="rgb"),
+            EpisodeSource(bgr_file.parent, channel_order="rgb"),
+        )

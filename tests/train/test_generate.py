@@ -288,6 +288,20 @@ def test_cli_writes_episodes_and_prints_summary(tmp_path: Path, capsys: pytest.C
     assert json.loads((out / CONFIG_FILE).read_text())["seed"] == 3
 
 
+def test_generated_files_are_bgr_like_the_collector_and_say_so(tmp_path: Path) -> None:
+    """The default stores the env's frames with red and blue swapped, as the collector stores the
+    camera's bgr8; --channel-order rgb keeps them; each file records its order."""
+    bgr = generate_episodes(small_config(tmp_path / "bgr", episodes=1))
+    rgb = generate_episodes(small_config(tmp_path / "rgb", episodes=1, channel_order="rgb"))
+    eb, er = read_episode(bgr[0]), read_episode(rgb[0])
+    assert (eb.channel_order, eb.channel_order_source) == ("bgr", "attribute")
+    assert (er.channel_order, er.channel_order_source) == ("rgb", "attribute")
+    np.testing.assert_array_equal(eb.images, er.images[..., ::-1])
+    assert not np.array_equal(eb.images, er.images)
+    with pytest.raises(GenerateConfigError, match="channel_order='grb'"):
+        small_config(tmp_path / "x", channel_order="grb")
+
+
 def test_python_dash_m_runs_the_package(tmp_path: Path) -> None:
     """``python -m train.generate`` (the package's ``__main__``) parses the same options."""
     repo = Path(__file__).resolve().parents[2]

@@ -66,8 +66,10 @@ File names and attributes
     ``"evening"`` or ``"day"`` from the lighting, ``collection_*`` from the synthetic timestamp)
     plus ``source="mvla_sim"`` and ``sim_*`` attributes: seeds, scene, success, collision,
     side passed, keys pressed and intended, the scene layout as JSON. ``read_episode`` returns them in
-    ``Episode.attrs``. Every file also records its colour order (``channel_order``: the env's
-    frames are ``rgb``), which ``read_episode`` returns as ``Episode.channel_order``.
+    ``Episode.attrs``. Every file also records its colour order (``channel_order``), which
+    ``read_episode`` returns as ``Episode.channel_order``: ``bgr`` by default, like the team's
+    collector, so generated episodes mixed into the fork's loader come in the real ones' order;
+    ``--channel-order rgb`` stores the env's frames as they are.
 
 File layout
     ``layout`` (``--layout``) picks which of the team's layouts is written (``train.episodes``):

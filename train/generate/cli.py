@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mvla_sim.facts import OBSTACLE_DISTANCES
-from train.episodes import EPISODE_LAYOUTS, EpisodeFormatError
+from train.episodes import CHANNEL_ORDERS, EPISODE_LAYOUTS, EpisodeFormatError
 from train.generate.config import EXPERT_MODES, GenerateConfig, GenerateConfigError
 from train.generate.key_report import format_key_sequence_distribution
 from train.generate.run import CONFIG_FILE, REPORT_FILE, run_generation
@@ -115,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
         "MobileVLAH5Dataset reads), v3 (instruction in attrs['task']) or v5 (observations/images, "
         "their current data)",
     )
+    parser.add_argument(
+        "--channel-order",
+        choices=CHANNEL_ORDERS,
+        default=defaults.channel_order,
+        help="colour order of the stored images: bgr (default, like the team's collector, so sim and real "
+        "episodes mix in the fork's loader) or rgb (the env's frames as they are); recorded in every file",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no statistics table")
     return parser
 
@@ -138,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=args.workers,
             evening_suffix=args.evening_suffix,
             layout=args.layout,
+            channel_order=args.channel_order,
         )
         result = run_generation(config, progress=not args.quiet)
     except (GenerateConfigError, EpisodeFormatError) as exc:

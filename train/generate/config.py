@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from mvla_sim.facts import CAMERA_NATIVE_SIZE, OBSTACLE_DISTANCES
-from train.episodes import EPISODE_LAYOUTS, LAYOUT_COLLECTOR
+from train.episodes import CHANNEL_ORDERS, EPISODE_LAYOUTS, LAYOUT_COLLECTOR, REAL_CAMERA_CHANNEL_ORDER
 
 SCENARIOS: tuple[str, ...] = ("left", "left_evening", "right", "right_evening")
 """Mix keys: side, with ``_evening`` for the evening lighting (as the file-name suffix)."""
@@ -158,6 +158,9 @@ class GenerateConfig:
         layout: the team's file layout to write (``train.episodes.EPISODE_LAYOUTS``):
             ``"collector"`` (November 2025, what the fork's ``MobileVLAH5Dataset`` reads), ``"v3"``
             (instruction in the ``task`` attribute) or ``"v5"`` (``observations/images``).
+        channel_order: colour order of the stored images, recorded in every file: ``"bgr"``
+            (default, as the team's collector stores the camera's ``bgr8``, so sim and real episodes
+            mixed in the fork's loader come in the same order) or ``"rgb"`` (the env's frames as they are).
     """
 
     episodes: int
@@ -172,6 +175,7 @@ class GenerateConfig:
     workers: int = 1
     evening_suffix: bool = True
     layout: str = LAYOUT_COLLECTOR
+    channel_order: str = REAL_CAMERA_CHANNEL_ORDER
 
     def __post_init__(self) -> None:
         self.episodes = _whole_number("episodes", self.episodes)
@@ -194,6 +198,10 @@ class GenerateConfig:
         if self.mode not in EXPERT_MODES:
             raise GenerateConfigError(f"mode={self.mode!r} is not valid; choose 'keys' or 'continuous'")
         self.workers = _whole_number("workers", self.workers, 1)
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise GenerateConfigError(
+                f"channel_order={self.channel_order!r} is not valid; choose among {list(CHANNEL_ORDERS)}"
+            )
         if self.layout not in EPISODE_LAYOUTS:
             raise GenerateConfigError(
                 f"layout={self.layout!r} is not valid; choose among {list(EPISODE_LAYOUTS)}"

@@ -90,6 +90,7 @@ def _check_folder_config(config: GenerateConfig) -> None:
     except (OSError, ValueError) as exc:
         raise GenerateConfigError(f"{path}: unreadable ({exc}); delete it or choose another --out") from None
     previous.setdefault("layout", LAYOUT_COLLECTOR)  # folders written before layouts existed
+    previous.setdefault("channel_order", "rgb")  # ... and before generated frames were stored BGR
     current = config.to_json()
     differs = {
         k: (previous.get(k), v)

@@ -28,12 +28,13 @@ def write_generated_episode(
     """Write ``rollout`` as ``plan``'s episode file in ``config.out`` (in ``config.layout``); returns its path."""
     name = plan.name(rollout.kind, config.evening_suffix)
     episode = make_episode(
-        rollout.images,
+        rollout.images[..., ::-1] if config.channel_order == "bgr" else rollout.images,  # the env's are RGB
         rollout.actions,
         rollout.instruction,
         name,
         time_period=plan.lighting,
         extra_attrs=sim_attrs(config, plan, rollout, record),
+        channel_order=config.channel_order,
     )
     return write_episode(config.out / name.filename, episode, layout=config.layout)
 

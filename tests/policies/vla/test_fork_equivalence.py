@@ -5,7 +5,13 @@ README): three tiny runs made by its trainer, one per head type, each in a run f
 different training era, with LoRA, the action token and the head perturbed before training so
 that a wrapper ignoring any of them cannot pass; the reference outputs are the fork's
 ``inference()`` on its own dataset pipeline of the era (``as_trained``) and on the team's
-server pipeline fed by frames the real client's OpenCV encoded (``as_deployed``).
+server pipeline fed by frames the real client's OpenCV encoded (``as_deployed``). ``patched.npz``
+holds the fork's outputs with its own ``tools/modeling_kosmos2.py`` in site-packages (the patched
+forward path, the instruction visible).
+
+The fixtures' runs were trained on simulator episodes stored in RGB, which the fork read as they
+were: they are reproduced with ``channel_order="rgb"`` (``as_trained`` of a real-data run swaps red
+and blue, as its training did).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from policies.vla.transport import client_resize, decode_jpeg, encode_jpeg, jpeg
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "fork_reference"
 INSTRUCTION = "Navigate around obstacles and reach the front of the beverage bottle on the left"
 TOLERANCE = 1e-4
+FIXTURE_COLOURS = {"channel_order": "rgb"}
+"""The fixtures' training episodes were stored RGB (a real-data run's as_trained swaps to BGR)."""
 HEADS = {
     "lstm_decoder": ("LSTMDecoder", "constant_instruction"),
     "mobile_vla_lstm": ("MobileVLALSTMDecoder", "file_instruction"),
@@ -48,7 +56,9 @@ def _client_jpegs(ref: dict[str, np.ndarray]) -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def policies_as_trained() -> dict[str, VLAPolicy]:
-    return {name: VLAPolicy.from_checkpoint(_checkpoint(name), "as_trained") for name in HEADS}
+    return {
+        name: VLAPolicy.from_checkpoint(_checkpoint(name), "as_trained", **FIXTURE_COLOURS) for name in HEADS
+    }
 
 
 @pytest.mark.parametrize("name", list(HEADS))
@@ -140,7 +150,9 @@ def test_a_wrapper_that_ignores_what_was_trained_fails(policies_as_trained):
         with torch.no_grad():
             for p, b in zip(lora_b, saved_b, strict=True):
                 p.copy_(b)
-    wrong_era = VLAPolicy.from_checkpoint(_checkpoint("lstm_decoder"), "as_trained", era="file_instruction")
+    wrong_era = VLAPolicy.from_checkpoint(
+        _checkpoint("lstm_decoder"), "as_trained", era="file_instruction", **FIXTURE_COLOURS
+    )
     got = wrong_era.trace(_frames(), INSTRUCTION)["chunks"]
     assert np.abs(got - _reference("lstm_decoder")["as_trained_chunks"]).max() > 10 * TOLERANCE
 
@@ -154,3 +166,59 @@ def test_fork_layout_hides_the_instruction_words(policies_as_trained):
     assert np.array_equal(left, right)
     shorter = policy.trace(_frames(), INSTRUCTION.replace(" on the left", ""))["chunks"]
     assert np.abs(shorter - left).max() > 10 * TOLERANCE
+
+
+# ------------------------------------------------------------------ the patched forward path
+PATCHED = ("lstm_decoder", "classification")
+
+
+def _patched(name: str) -> dict[str, np.ndarray]:
+    return dict(np.load(FIXTURES / name / "patched.npz"))
+
+
+@pytest.mark.parametrize("name", PATCHED)
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_patched_forward_path_equals_the_fork_with_its_own_modeling_kosmos2(name, side):
+    """forward_path='patched' computes what the fork computes with tools/modeling_kosmos2.py in
+    site-packages (``<s> [image] prompt [action]``), and the fallback differs from it far more."""
+    ref = _patched(name)[f"as_trained_{side}_chunks"]
+    instruction = INSTRUCTION.replace("left", side)
+    policy = VLAPolicy.from_checkpoint(
+        _checkpoint(name), "as_trained", forward_path="patched", **FIXTURE_COLOURS
+    )
+    assert policy.options.token_layout == "upstream"
+    got = policy.trace(_frames(), instruction)["chunks"]
+    assert got.shape == ref.shape
+    assert np.abs(got - ref).max() < TOLERANCE
+    fallback = VLAPolicy.from_checkpoint(_checkpoint(name), "as_trained", **FIXTURE_COLOURS)
+    assert fallback.options.forward_path == "fallback"  # the default, from the team's own evidence
+    assert np.abs(fallback.trace(_frames(), instruction)["chunks"] - ref).max() > 100 * TOLERANCE
+
+
+def test_patched_forward_path_sees_the_instruction_and_the_fallback_does_not():
+    ref = _patched("classification")
+    assert np.abs(ref["as_trained_left_chunks"] - ref["as_trained_right_chunks"]).max() > 10 * TOLERANCE
+    fallback = VLAPolicy.from_checkpoint(_checkpoint("classification"), "as_trained", **FIXTURE_COLOURS)
+    left = fallback.trace(_frames(), INSTRUCTION)["chunks"]
+    assert np.array_equal(left, fallback.trace(_frames(), INSTRUCTION.replace("left", "right"))["chunks"])
+
+
+def test_patched_forward_path_through_the_team_server_equals_the_fork():
+    """The server pads the prompt to 256 tokens; the fork then inserts the action token before the
+    last pad: the padding sits, masked, between the prompt and the action token."""
+    ref = _patched("classification")
+    frames = [decode_jpeg(b) for b in _client_jpegs(_reference("classification"))]
+    policy = VLAPolicy.from_checkpoint(
+        _checkpoint("classification"),
+        "as_deployed",
+        forward_path="patched",
+        transport="none",
+    )
+    got = policy.trace(frames, INSTRUCTION)["chunks"]
+    assert np.abs(got - ref["server_left_chunks"]).max() < TOLERANCE
+    assert policy._text["input_ids"].shape[1] == 1 + 64 + 254 + 1  # <s> [64 image] 254 ids [action]
+
+
+def test_patched_forward_path_refuses_a_vision_resampler_with_the_reason():
+    with pytest.raises(ProfileError, match="PerceiverResampler"):
+        VLAPolicy.from_checkpoint(_checkpoint("mobile_vla_lstm"), "as_trained", forward_path="patched")

@@ -134,3 +134,28 @@ def test_inspect_help(capsys):
         main(["--help"])
     assert info.value.code == 0
     assert "key report" in capsys.readouterr().out
+
+
+def test_inspect_says_in_one_line_whether_each_profile_sees_the_instruction(capsys):
+    """The team's fallback path hides the 24-token prompt under the 64 image positions; the
+    bundled run, trained with the upstream layout, sees it as_trained."""
+    assert main([_fork_ckpt("classification")]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "as_trained: cannot see its instruction: token_layout fork (forward_path fallback), prompt 24 tokens "
+        "vs 64 image positions: the image features overwrite positions 0-63" in out
+    )
+    reference = Path(__file__).resolve().parents[3] / "assets" / "checkpoints" / "reference"
+    assert main([str(next(reference.glob("epoch_epoch=10-*.ckpt"))), "--json"]) == 0
+    seen = json.loads(capsys.readouterr().out)["profiles"]["as_trained"]["instruction_visibility"]
+    assert (
+        seen["visible"]
+        and seen["forward_path"] == "patched"
+        and seen["line"].startswith("sees its instruction")
+    )
+
+
+def test_inspect_constant_instruction_era_cannot_see_the_episode_instruction(capsys):
+    assert main([_fork_ckpt("lstm_decoder"), "--json"]) == 0
+    seen = json.loads(capsys.readouterr().out)["profiles"]["as_trained"]["instruction_visibility"]
+    assert not seen["visible"] and "names no side" in seen["reason"]

@@ -225,11 +225,20 @@ def test_fork_layout_keeps_the_servers_padding():
 
 
 def test_upstream_layout_puts_the_image_after_bos_and_keeps_the_prompt():
-    ids, mask = [0, 11, 12, 13, 2, 1, 1], [1, 1, 1, 1, 1, 0, 0]
+    ids, mask = [0, 11, 12, 13, 2], [1] * 5
     lay = layout_tokens(ids, mask, layout="upstream", num_image_tokens=3)
     assert lay.input_ids.tolist()[0] == 0 and lay.input_ids.tolist()[4:] == [11, 12, 13, 0]
     assert lay.image_mask.tolist() == [False, True, True, True, False, False, False, False]
     assert lay.attention_mask.tolist() == [1] * 8 and lay.action_index == 7
+
+
+def test_upstream_layout_of_a_padded_prompt_inserts_the_action_before_the_last_pad_as_the_fork():
+    """The fork inserts the action token before the last token of the padded ids: the padding stays
+    (masked) between the prompt and the action token, so the action token's position counts it."""
+    ids, mask = [0, 11, 12, 13, 2, 1, 1], [1, 1, 1, 1, 1, 0, 0]
+    lay = layout_tokens(ids, mask, layout="upstream", num_image_tokens=3)
+    assert lay.input_ids.tolist()[4:] == [11, 12, 13, 2, 1, 0]
+    assert lay.attention_mask.tolist() == [1, 1, 1, 1, 1, 1, 1, 1, 0, 1] and lay.action_index == 9
 
 
 def test_unknown_layout_fails():

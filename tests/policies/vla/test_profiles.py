@@ -50,7 +50,8 @@ def test_three_eras_in_order():
     ]
     for era in ERAS:
         recipe = era.recipe()
-        assert (recipe.token_layout, recipe.resize, recipe.channel_order) == ("fork", "bilinear", "rgb")
+        # real data: BGR-stored frames read as RGB; the fallback forward path (the team's note)
+        assert (recipe.token_layout, recipe.resize, recipe.channel_order) == ("fork", "bilinear", "bgr")
         assert recipe.source == f"era:{era.name}"
 
 
@@ -140,13 +141,14 @@ def test_a_run_with_a_recorded_recipe_needs_no_era():
 def test_as_trained_is_what_the_era_saw(day, normalization, instruction):
     res = resolve(REGRESSION, "as_trained", checkpoint=run_path(day))
     s = res.settings
-    assert (s.profile, s.transport, s.resize, s.channel_order) == ("as_trained", "none", "bilinear", "rgb")
+    assert (s.profile, s.transport, s.resize, s.channel_order) == ("as_trained", "none", "bilinear", "bgr")
     assert (s.normalization, s.instruction) == (normalization, instruction)
     assert s.constant_instruction == "Navigate to the target location"
     assert (s.text_padding, s.token_layout, s.decode) == ("none", "fork", "regression")
     assert (s.first_action_zero, s.action_clip) == (False, 1.15)
     assert (s.execute_steps, s.temporal_ensemble, s.gain) == (1, False, 1.0)
-    assert s.era == res.era.era and res.warnings == ()
+    assert s.era == res.era.era and s.forward_path == "fallback"
+    assert len(res.warnings) == 1 and "forward_path='fallback'" in res.warnings[0]
 
 
 def test_as_trained_follows_a_recorded_recipe():
@@ -321,7 +323,8 @@ def test_abs_action_refuses_without_a_side_rule_and_says_why(profile):
 def test_warnings_are_logged_and_kept(caplog):
     with caplog.at_level(logging.WARNING, logger="policies.vla.profiles"):
         res = resolve(REGRESSION, "as_trained", checkpoint="/tmp/last.ckpt")
-    assert res.warnings and res.warnings == res.era.warnings
+    assert res.warnings and res.warnings[: len(res.era.warnings)] == res.era.warnings
+    assert "forward_path" in res.warnings[-1]  # the forward path is not recorded either
     assert [r.message for r in caplog.records if r.name == "policies.vla.profiles"] == list(res.warnings)
     d = res.to_dict()
     assert d["profile"] == "as_trained" and d["warnings"] == list(res.warnings)
@@ -335,3 +338,38 @@ def test_settings_are_frozen_and_list_their_fields():
     names = InferenceSettings.field_names()
     assert {"transport", "resize", "normalization", "era", "merge_lora", "abs_action_side"} <= set(names)
     assert set(s.to_dict()) == set(names)
+
+
+# ------------------------------------------------------------------------------ the forward path
+def test_forward_path_sets_the_token_layout_and_the_other_way_round():
+    patched = resolve(
+        REGRESSION, "as_trained", checkpoint=run_path("2025-12-17"), overrides={"forward_path": "patched"}
+    )
+    assert (patched.settings.forward_path, patched.settings.token_layout) == ("patched", "upstream")
+    assert not any("forward path" in w for w in patched.warnings)  # given: no guess to warn about
+    by_layout = resolve(
+        REGRESSION, "as_trained", checkpoint=run_path("2025-12-17"), overrides={"token_layout": "upstream"}
+    )
+    assert by_layout.settings.forward_path == "patched"
+    deployed = resolve(
+        REGRESSION, "as_deployed", checkpoint=run_path("2025-12-17"), overrides={"forward_path": "patched"}
+    )
+    assert (deployed.settings.token_layout, deployed.settings.channel_order) == ("upstream", "rgb")
+
+
+def test_forward_path_and_token_layout_that_disagree_fail_with_the_fix():
+    with pytest.raises(ProfileError, match="give one"):
+        resolve(REGRESSION, "as_trained", overrides={"forward_path": "patched", "token_layout": "fork"})
+    with pytest.raises(ProfileError, match="forward_path must be one of"):
+        resolve(REGRESSION, "as_trained", overrides={"forward_path": "stock"})
+    with pytest.raises(ProfileError, match="lays out"):
+        InferenceSettings(forward_path="patched", token_layout="fork")
+
+
+def test_a_recorded_recipe_decides_the_forward_path_without_a_warning():
+    own = REGRESSION.replace(recipe=TrainingRecipe(token_layout="upstream", channel_order="rgb"))
+    res = resolve(own, "as_trained")
+    assert (res.settings.forward_path, res.settings.channel_order, res.warnings) == ("patched", "rgb", ())
+    # the team's server is another machine: its forward path is not recorded
+    deployed = resolve(own, "as_deployed")
+    assert deployed.settings.forward_path == "fallback" and "inference server" in deployed.warnings[-1]

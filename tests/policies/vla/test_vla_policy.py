@@ -265,18 +265,20 @@ def test_abs_action_checkpoint_takes_the_side_from_the_instruction(tiny_config, 
 
 # ------------------------------------------------------------------------------ settings
 def test_settings_record_everything(model):
-    policy = make_policy(model, channel_order="bgr", gain=1.5, execute_steps=2)
+    policy = make_policy(model, channel_order="rgb", gain=1.5, execute_steps=2, forward_path="fallback")
     policy.reset(LEFT)
     s = policy.settings()
     assert s["policy"] == "vla" and s["profile"] == "as_trained" and s["transport"] == "none"
     assert s["overrides"] == {
-        "channel_order": "bgr",
+        "channel_order": "rgb",
         "gain": 1.5,
         "execute_steps": 2,
+        "forward_path": "fallback",
         "era": "clip_normalized",
     }
     assert s["era"]["era"] == "clip_normalized" and s["era"]["source"] == "explicit"
-    assert s["settings"]["channel_order"] == "bgr" and s["settings"]["gain"] == 1.5
+    assert s["settings"]["channel_order"] == "rgb" and s["settings"]["gain"] == 1.5
+    assert s["settings"]["forward_path"] == "fallback" and s["settings"]["token_layout"] == "fork"
     assert s["settings"]["normalization"] == "clip" and s["settings"]["execute_steps"] == 2
     assert s["settings"]["device"] == "cpu" and s["settings"]["dtype"] == "float32"
     assert s["prompt"] == "<grounding>An image of a robot " + LEFT and s["warnings"] == []
@@ -295,7 +297,8 @@ def test_settings_record_everything(model):
 def test_unknown_era_is_a_recorded_warning(model):
     policy = VLAPolicy(model, resolve(model.config, "as_trained"))
     s = policy.settings()
-    assert s["era"]["source"] == "default (newest era)" and len(s["warnings"]) == 1
+    assert s["era"]["source"] == "default (newest era)" and len(s["warnings"]) == 2
+    assert "training era unknown" in s["warnings"][0] and "forward_path" in s["warnings"][1]
 
 
 def test_from_config_rejects_unknown_or_invalid_settings(tiny_config):
