@@ -38,6 +38,8 @@ DEFAULT_MAX_SERVER_FAULTS = 3
 """Consecutive episodes ending in a server fault (same URL) that stop a run."""
 SECRET_OPTIONS = ("api_key",)
 """Options never written to disk (``summary.json``, ``run_config.json``)."""
+BACKENDS = ("local", "ray")
+"""Where episodes run (``--backend``): this machine's processes, or Ray (:mod:`eval.runner.backends`)."""
 
 
 class UsageError(Exception):
@@ -170,6 +172,10 @@ class RolloutConfig:
         real_channel_order: channel order of the ``.h5`` files of ``real`` (``auto``: as each records).
         probes: instruction probes (``eval.probes``: swap, neutral, unrelated) run for every policy
             on the same episodes; empty = none (a string such as ``"swap,neutral"`` is parsed).
+        batch: N > 0 runs N envs in lock-step around one model per checkpoint
+            (:mod:`eval.runner.batched`) instead of ``workers`` processes; 0 = off.
+        backend: ``local`` (this machine's processes) or ``ray`` (:mod:`eval.runner.ray_backend`).
+        ray_address: the Ray cluster to join (``ray://HOST:10001`` or ``auto``); None starts a local Ray.
 
     Derived once, in ``__post_init__``: ``scene`` resolved (:meth:`SceneSettings.resolved`), ``cells``
     (the grid), ``options`` (:class:`PolicyOptions`).
@@ -198,12 +204,16 @@ class RolloutConfig:
     real: Path | None = None
     real_channel_order: str = "auto"
     probes: tuple[str, ...] = ()
+    batch: int = 0
+    backend: str = "local"
+    ray_address: str | None = None
     cells: list[Cell] = field(init=False, repr=False)
     options: PolicyOptions = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._check_grid()
         self._check_counts()
+        self._check_execution()
         if "profile" in self.policy_options:
             raise UsageError("--policy-option profile=...: use --profile as_trained,as_deployed instead")
         if self.real is not None and not Path(self.real).is_dir():
@@ -241,6 +251,14 @@ class RolloutConfig:
         ):
             if value < least:
                 raise UsageError(f"--{name} {value}: must be {'0 or more' if least == 0 else 'at least 1'}")
+
+    def _check_execution(self) -> None:
+        if self.batch < 0:
+            raise UsageError(f"--batch {self.batch}: give the number of envs in lock-step (0 = off)")
+        if self.backend not in BACKENDS:
+            raise UsageError(f"--backend {self.backend}: choose from {','.join(BACKENDS)}")
+        if self.ray_address and self.backend != "ray":
+            raise UsageError("--ray-address needs --backend ray")
 
     def to_dict(self) -> dict[str, Any]:
         """The config as written to disk: what was given, the API key redacted."""

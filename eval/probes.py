@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -124,8 +125,20 @@ def probe_instruction(
     raise ProbeError(f"unknown probe {probe!r}; choose among {', '.join(PROBES)}")
 
 
+@dataclass(eq=False)
+class ProbedEpisode:
+    """An episode of a :class:`ProbedPolicy` in the batched contract: the policy's own, and the
+    instruction it was given."""
+
+    inner: Any
+    given_instruction: str
+
+
 class ProbedPolicy:
-    """A policy given the probe's instruction instead of the env's (in ``reset`` and every ``obs``)."""
+    """A policy given the probe's instruction instead of the env's (in ``reset`` and every ``obs``).
+
+    It meets the batched contract too (:class:`policies.base.BatchPolicy`) when its policy does.
+    """
 
     def __init__(self, policy: Any, probe: str) -> None:
         if probe not in PROBES:
@@ -133,15 +146,29 @@ class ProbedPolicy:
         self.policy, self.probe = policy, probe
         self.given_instruction: str | None = None
 
-    def reset(self, instruction: str) -> None:
+    def given(self, instruction: str) -> str:
+        """The probe's instruction for an episode whose env says ``instruction``."""
         model = getattr(self.policy, "model", None)
         tokenizer = getattr(model, "tokenizer", None)
         template = getattr(getattr(self.policy, "options", None), "prompt_template", "{instruction}")
-        self.given_instruction = probe_instruction(self.probe, instruction, tokenizer, template)
+        return probe_instruction(self.probe, instruction, tokenizer, template)
+
+    def reset(self, instruction: str) -> None:
+        self.given_instruction = self.given(instruction)
         self.policy.reset(self.given_instruction)
 
     def act(self, obs: dict[str, Any]) -> Any:
         return self.policy.act({**obs, "instruction": self.given_instruction})
+
+    def start_episode(self, instruction: str, *, seed: int = 0, env: Any = None) -> ProbedEpisode:
+        given = self.given(instruction)
+        return ProbedEpisode(self.policy.start_episode(given, seed=seed, env=env), given)
+
+    def act_batch(self, episodes: Sequence[ProbedEpisode], observations: Sequence[dict[str, Any]]) -> Any:
+        return self.policy.act_batch(
+            [e.inner for e in episodes],
+            [{**o, "instruction": e.given_instruction} for e, o in zip(episodes, observations, strict=True)],
+        )
 
     def __getattr__(self, name: str) -> Any:  # settings(), step_timings(), close(), ...
         return getattr(self.policy, name)

@@ -38,11 +38,12 @@ from eval.config import RolloutConfig, UsageError
 from eval.probes import format_probes, summarize_probes
 from eval.results import records as rec
 from eval.rollout_cli import build_parser, config_from_args
+from eval.runner.backends import make_pool
 from eval.runner.collect import RolloutInterrupted, RunOutcome, record_episodes
 from eval.runner.plan import plan_specs
 from eval.runner.preflight import PolicyEntry, check_scene, check_servers, probe_policies
 from eval.runner.provenance import environment_info, open_results
-from eval.runner.workers import WorkerPool, torch_threads
+from eval.runner.workers import passive_openmp, torch_threads
 from eval.select import Selection, SelectionError, resolve_checkpoints
 
 logger = logging.getLogger("eval.rollout")
@@ -74,7 +75,7 @@ def run_rollout(config: RolloutConfig, *, progress: bool = True) -> Path:
         stack.enter_context(torch_threads(config.torch_threads, torch_needed))
         warm = next((s for s in specs if s.kind == "checkpoint"), None)
         max_tasks = len(specs) * (1 + len(config.probes)) * len(config.cells) * config.episodes
-        pool = stack.enter_context(WorkerPool(config, torch_needed, max_tasks, warm))  # workers start up now
+        pool = stack.enter_context(make_pool(config, torch_needed, max_tasks, warm))  # workers start up now
         ok = probe_policies(entries, env, config.seed)  # ... while the main process checks the policies
         order = [e.spec.id for e in entries]
         outcome = record_episodes(pool, [e.spec for e in ok], order, config, progress)
@@ -155,6 +156,7 @@ def _dry_run(config: RolloutConfig) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    passive_openmp()  # before anything imports torch
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

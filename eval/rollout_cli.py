@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.config import (
+    BACKENDS,
     DEFAULT_EPISODES,
     DEFAULT_MAX_SERVER_FAULTS,
     DEFAULT_RUNS,
@@ -282,7 +283,8 @@ def _execution_arguments(g: argparse._ArgumentGroup) -> None:
         "runs). For server URLs: api_key=... (default: $VLA_API_KEY; never written to disk), timeout_s=1.0 (per read), "
         "deadline_s=2.0 (per request; default 2 x timeout_s), retries=0, strategy=chunk_reuse|receding_horizon "
         "(default: none sent, as the robot), "
-        "keep_alive=false. Recorded in summary.json",
+        "keep_alive=false, sessions=false (default: one session per episode, episodes in parallel, when the "
+        "server's /health offers X-Session-Id sessions; else one episode at a time). Recorded in summary.json",
     )
     g.add_argument(
         "--backbone-dir",
@@ -298,6 +300,27 @@ def _execution_arguments(g: argparse._ArgumentGroup) -> None:
         default=DEFAULT_MAX_SERVER_FAULTS,
         metavar="K",
         help=f"stop the run after K consecutive episodes of one server ending in a fault (default {DEFAULT_MAX_SERVER_FAULTS})",
+    )
+    g.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N envs in lock-step around one model per checkpoint (one forward per step for all; "
+        "a finished episode is replaced by the next seed); replaces --workers; same records",
+    )
+    g.add_argument(
+        "--backend",
+        default="local",
+        choices=BACKENDS,
+        help="local (default) or ray: checkpoints x cells x seed chunks as Ray tasks, models in actors "
+        "(pip install .[ray]); same records",
+    )
+    g.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="with --backend ray: the cluster to join (ray://HOST:10001, or auto); default: start a local Ray",
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument(
@@ -353,6 +376,9 @@ def config_from_args(args: argparse.Namespace) -> RolloutConfig:
         real=args.real,
         real_channel_order=args.real_channel_order,
         probes=(DEFAULT_PROBES if ckpt else ()) if args.probes is None else args.probes,
+        batch=args.batch,
+        backend=args.backend,
+        ray_address=args.ray_address,
     )
 
 

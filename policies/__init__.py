@@ -2,7 +2,8 @@
 
 Rooms:
 - ``base``: the :class:`~policies.base.Policy` contract that every controller meets and that
-  ``eval`` types against.
+  ``eval`` types against, and the batched one (:class:`~policies.base.BatchPolicy`:
+  ``start_episode``, ``act_batch`` over N live episodes).
 - ``vla/``: the Mobile VLA as the team's fork computes it (typed config, the RoboVLMs JSON
   mapping, the model, checkpoint keys/files/loading, training eras and reproduction profiles,
   pre/post-processing, the deployment's frame transport, the closed-loop policy, ``inspect``).

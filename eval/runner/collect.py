@@ -99,7 +99,7 @@ def record_episodes(
         logger.info(
             "%d policies (+%d probes each) x %d cells x %d episodes = %d episodes to run (%d workers)",
             len(specs), len(config.probes), len(config.cells), config.episodes, len(plan),
-            min(config.workers, max(1, len(plan))),
+            pool.workers,
         )  # fmt: skip
         _collect(pool.run(plan, progress), log, outcome, streaks)
         log.rewrite_sorted([*order, *(probe_id(pid, probe) for pid in order for probe in config.probes)])

@@ -66,11 +66,11 @@ class PolicySpec:
 
     @property
     def lane(self) -> str | None:
-        """Episodes of the same lane run one at a time (one server holds one history).
+        """Episodes of the same lane run one at a time (a server without sessions holds one history).
 
         One URL per server: :func:`eval.runner.plan.check_one_lane_per_server` refuses two URLs of one server.
         """
-        return self.url
+        return None if self.options.get("sessions") else self.url
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as written to ``summary.json``: secrets (the API key) are never included."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from eval.config import RolloutConfig, UsageError
@@ -63,7 +63,7 @@ def check_servers(entries: list[PolicyEntry]) -> None:
     Raises:
         UsageError: the first server that fails (one line: unreachable, model not loaded, wrong key).
     """
-    from policies.http.client import PreflightError
+    from policies.http.client import PreflightError, supports_sessions
 
     for entry in entries:
         if entry.spec.kind != "http":
@@ -74,6 +74,9 @@ def check_servers(entries: list[PolicyEntry]) -> None:
             raise UsageError(f"{entry.spec.id}: {exc}") from exc
         try:
             policy.check()
+            if "sessions" not in entry.spec.options and supports_sessions(policy.health):
+                entry.spec = replace(entry.spec, options={**entry.spec.options, "sessions": True})
+                policy.sessions = True  # episodes in parallel, one session each
             entry.settings = to_jsonable(policy.settings())
         except PreflightError as exc:
             raise UsageError(str(exc)) from exc

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ from policies.http.protocol import (
     API_KEY_ENV,
     API_KEY_HEADER,
     CLIENT_TIMEOUT_S,
+    SESSION_HEADER,
     STRATEGIES,
     check_url,
     key_problem,
@@ -50,7 +52,15 @@ first ``/reset`` or ``/predict``, which takes far longer than a control step."""
 DEADLINE_FACTOR = 2.0
 """Default total deadline of a request in per-read timeouts: one to connect, one to wait for the answer."""
 
-OPTION_NAMES: tuple[str, ...] = ("api_key", "strategy", "timeout_s", "deadline_s", "retries", "keep_alive")
+OPTION_NAMES: tuple[str, ...] = (
+    "api_key",
+    "strategy",
+    "timeout_s",
+    "deadline_s",
+    "retries",
+    "keep_alive",
+    "sessions",
+)
 """Keyword options of :class:`HTTPPolicy` (``--policy-option KEY=VALUE`` in ``eval.rollout``)."""
 
 
@@ -128,6 +138,9 @@ class HTTPPolicy:
         retries: times a failed ``/predict`` or ``/reset`` is resent (default 0).
         keep_alive: reuse one connection; False (default) opens one per request, as the robot
             client's ``requests.post``.
+        sessions: every episode is its own session (a fresh ``X-Session-Id`` per ``reset``), so
+            that several episodes can run against the server at once; only for a server whose
+            ``/health`` lists ``sessions`` (:func:`supports_sessions`).
     """
 
     name = "http"
@@ -142,6 +155,7 @@ class HTTPPolicy:
         deadline_s: float | None = None,
         retries: int = 0,
         keep_alive: bool = False,
+        sessions: bool = False,
     ) -> None:
         self.url = check_url(url)
         if strategy is not None and strategy not in STRATEGIES:
@@ -169,6 +183,8 @@ class HTTPPolicy:
         self.deadline_s = float(deadline_s)
         self.retries = retries
         self.keep_alive = bool(keep_alive)
+        self.sessions = bool(sessions)
+        self.session_id: str | None = None
         self._session: requests.Session | None = deadline_session() if keep_alive else None
         self.health: dict[str, Any] | None = None
         self.instruction: str | None = None
@@ -182,6 +198,8 @@ class HTTPPolicy:
     ) -> requests.Response:
         """One request, no redirect followed, cut at the deadline (``requests.Timeout`` then)."""
         headers = {API_KEY_HEADER: self.api_key} if self.api_key else {}
+        if self.session_id is not None:
+            headers[SESSION_HEADER] = self.session_id
         timeout = timeout or self.timeout_s
         total = sum(timeout) if isinstance(timeout, tuple) else self.deadline_s
         session = self._session if self._session is not None else deadline_session()
@@ -308,6 +326,7 @@ class HTTPPolicy:
         self.round_trip_ms = []
         self.server_latency_ms = []
         self.resent = 0
+        self.session_id = uuid.uuid4().hex if self.sessions else None
         self._call("POST", "/reset")
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
@@ -348,6 +367,7 @@ class HTTPPolicy:
             "deadline_s": self.deadline_s,
             "retries": self.retries,
             "keep_alive": self.keep_alive,
+            "sessions": self.sessions,
             "payload": f"client resize to 224x224 (cv2 INTER_LINEAR), JPEG quality {JPEG_QUALITY}, base64",
             "health": self.health,
         }
@@ -358,4 +378,17 @@ class HTTPPolicy:
             self._session = None
 
 
-__all__ = ["DEADLINE_FACTOR", "OPTION_NAMES", "HTTPPolicy", "PreflightError", "ServerFault"]
+def supports_sessions(health: dict[str, Any] | None) -> bool:
+    """The server's ``/health`` advertises ``X-Session-Id`` sessions (ours does; the team's does not)."""
+    sessions = (health or {}).get("sessions")
+    return isinstance(sessions, dict) and sessions.get("header") == SESSION_HEADER
+
+
+__all__ = [
+    "DEADLINE_FACTOR",
+    "OPTION_NAMES",
+    "HTTPPolicy",
+    "PreflightError",
+    "ServerFault",
+    "supports_sessions",
+]

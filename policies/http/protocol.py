@@ -15,6 +15,10 @@ One definition shared by the client policy (:mod:`policies.http.client`) and the
   server answers that strategy whatever was asked);
 - a wrong or missing key -> 403 ``{"detail": "Invalid API Key"}``.
 
+Our extension: an optional ``X-Session-Id`` header on ``/reset`` and ``/predict`` (one history per
+session, concurrent sessions batched), advertised by ``/health``'s ``sessions`` field; a server
+without it (the team's) ignores the header.
+
 The robot client reads the server URL from ``VLA_API_SERVER`` and the key from ``VLA_API_KEY``,
 resizes its frame to 224x224, JPEG-encodes it (:mod:`policies.vla.transport`) and posts with a 1 s
 timeout.
@@ -27,6 +31,9 @@ import socket
 from urllib.parse import urlsplit, urlunsplit
 
 API_KEY_HEADER = "X-API-Key"
+SESSION_HEADER = "X-Session-Id"
+"""Our extension (not the team's): requests with this header belong to one session, each with its
+own history; ``/health`` lists ``sessions`` when the server has them (:mod:`policies.http.sessions`)."""
 API_KEY_ENV = "VLA_API_KEY"
 SERVER_URL_ENV = "VLA_API_SERVER"
 DEFAULT_PORT = 8000
@@ -160,6 +167,7 @@ __all__ = [
     "RESET_ANSWER",
     "ROOT_ANSWER",
     "SERVER_URL_ENV",
+    "SESSION_HEADER",
     "STRATEGIES",
     "check_url",
     "is_http_url",

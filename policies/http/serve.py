@@ -14,8 +14,11 @@ http://HOST:PORT`` drive it unchanged: for example a sim-trained checkpoint on t
 
 Bad requests (not base64, not a JPEG, missing or blank fields, a body that is not JSON) get a 4xx
 with a message that never echoes the request, and the server keeps serving; a policy that raises
-gets a 500 with its message. Requests are served one at a time (one policy, one history). The API
-key comes from ``VLA_API_KEY`` and is required; ``--no-auth`` is allowed on a loopback host only.
+gets a 500 with its message. Requests without a session are served one at a time (one policy, one
+history), as the team's server; requests with an ``X-Session-Id`` header each have their
+session's history, and concurrent sessions are batched (``--max-batch``, ``--max-wait-ms``;
+:mod:`policies.http.sessions`). The API key comes from ``VLA_API_KEY`` and is required;
+``--no-auth`` is allowed on a loopback host only.
 What is refused before a request reaches the policy (key, body and image size, slow or half-open
 connections, browsers under ``--no-auth``) is :mod:`policies.http.guard`.
 """
@@ -35,7 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
@@ -55,9 +58,11 @@ from policies.http.protocol import (
     DEFAULT_PORT,
     RESET_ANSWER,
     ROOT_ANSWER,
+    SESSION_HEADER,
     is_loopback_host,
     key_problem,
 )
+from policies.http.sessions import DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS, SessionError
 from policies.options import parse_key_values
 from policies.vla.transport import FrameDecodeError, from_base64
 
@@ -95,18 +100,27 @@ class PolicyServer:
         self.lock = threading.Lock()
         self.needs_reset = True
         self.steps = 0
+        self.sessions: Any = None
+        """A :class:`policies.http.sessions.SessionBatcher` for ``X-Session-Id`` requests, or None."""
 
     @property
     def model_loaded(self) -> bool:
         return self.policy is not None
 
-    def reset(self) -> None:
+    def reset(self, session_id: str | None = None) -> None:
+        if session_id is not None and self.sessions is not None:
+            return self.sessions.reset(session_id)
         with self.lock:
             self.needs_reset = True
             self.steps = 0
 
-    def predict(self, image: np.ndarray, instruction: str) -> np.ndarray:
-        """One step; the first after a reset starts the episode with ``instruction``."""
+    def predict(self, image: np.ndarray, instruction: str, session_id: str | None = None) -> np.ndarray:
+        """One step; the first after a reset starts the episode with ``instruction``.
+
+        With a ``session_id`` (and sessions on), the step is the session's, batched with others.
+        """
+        if session_id is not None and self.sessions is not None:
+            return self.sessions.act(session_id, {"image": image, "instruction": instruction}).ravel()
         with self.lock:
             if self.needs_reset:
                 self.policy.reset(instruction)
@@ -132,7 +146,7 @@ class PolicyServer:
             "model_name": self.model_name,
             "device": self.device,
             "gpu_memory": gpu_memory,
-        }
+        } | ({"sessions": self.sessions.describe()} if self.sessions is not None else {})
 
 
 class InferenceRequest(BaseModel):
@@ -170,7 +184,9 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
-def predict_answer(server: PolicyServer, request: InferenceRequest, limits: ServeLimits) -> dict[str, Any]:
+def predict_answer(
+    server: PolicyServer, request: InferenceRequest, limits: ServeLimits, session_id: str | None = None
+) -> dict[str, Any]:
     """``/predict``'s answer: decode the frame, act, check the action (``HTTPException`` on failure)."""
     if not server.model_loaded:
         raise HTTPException(status_code=503, detail="no model loaded")
@@ -182,7 +198,9 @@ def predict_answer(server: PolicyServer, request: InferenceRequest, limits: Serv
     except FrameDecodeError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from exc
     try:
-        action = server.predict(image, request.instruction)
+        action = server.predict(image, request.instruction, session_id)
+    except SessionError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - the team's server answers 500 with the message
         logger.exception("prediction failed")
         raise HTTPException(
@@ -234,12 +252,17 @@ def create_app(
         return server.health()
 
     @app.post("/predict", response_model=InferenceResponse)
-    def predict(request: InferenceRequest) -> dict[str, Any]:
-        return predict_answer(server, request, limits)
+    def predict(
+        request: InferenceRequest, session_id: str | None = Header(default=None, alias=SESSION_HEADER)
+    ) -> dict[str, Any]:
+        return predict_answer(server, request, limits, session_id)
 
     @app.post("/reset")
-    def reset() -> dict[str, Any]:
-        server.reset()
+    def reset(session_id: str | None = Header(default=None, alias=SESSION_HEADER)) -> dict[str, Any]:
+        try:
+            server.reset(session_id)
+        except SessionError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from exc
         return dict(RESET_ANSWER)
 
     @app.get("/test")
@@ -419,6 +442,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the OpenAPI schema at /openapi.json, behind the key (off by default; the /docs and "
         "/redoc pages, which load scripts from a CDN, are never served)",
     )
+    batching = parser.add_argument_group(f"sessions (requests with an {SESSION_HEADER} header)")
+    batching.add_argument(
+        "--max-batch",
+        type=int,
+        default=DEFAULT_MAX_BATCH,
+        metavar="N",
+        help=f"most concurrent sessions answered by one forward (default {DEFAULT_MAX_BATCH}); each session "
+        "has its own history; requests without the header share the one history, as the team's server",
+    )
+    batching.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=DEFAULT_MAX_WAIT_MS,
+        metavar="MS",
+        help=f"how long a session's request waits for others to batch with (default {DEFAULT_MAX_WAIT_MS:g} ms)",
+    )
     net.add_argument(
         "--log-level",
         default="warning",
@@ -504,16 +543,35 @@ def build_server(args: argparse.Namespace) -> PolicyServer:
     )
 
 
+def enable_sessions(server: PolicyServer, args: argparse.Namespace) -> None:
+    """Serve ``X-Session-Id`` sessions over the policy's batched contract (a baseline: one per session)."""
+    from policies.base import BatchPolicy
+    from policies.http.sessions import SessionBatcher
+    from policies.scripted.baselines import make_batch_baseline
+
+    if server.policy is None:
+        return
+    batch = server.policy if isinstance(server.policy, BatchPolicy) else make_batch_baseline(args.policy)
+    server.sessions = SessionBatcher(
+        batch, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, lock=server.lock, seed=args.seed
+    )
+
+
 def main(argv: Sequence[str] | None = None, *, on_ready: Callable[[str], None] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         if not 0 <= args.port <= 65535:
             raise ServeError(f"--port {args.port}: give 0-65535")
+        if args.max_batch < 1 or not args.max_wait_ms >= 0:
+            raise ServeError(
+                f"--max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms:g}: give N >= 1 and MS >= 0"
+            )
         key = resolve_key(args.host, args.no_auth)
         if args.no_auth and os.environ.get(API_KEY_ENV):
             logger.warning("--no-auth: %s is set but ignored", API_KEY_ENV)
         server = build_server(args)
+        enable_sessions(server, args)
         sock = bind_socket(args.host, args.port)
     except ServeError as exc:
         print(f"error: {exc}", file=sys.stderr)

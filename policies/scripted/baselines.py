@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from mvla_sim.facts import ACTION_HIGH, ACTION_LOW, CORE_KEY_SEQUENCES, KEY_ACTIONS, key_sequence_actions
+from policies.base import PerEpisodeBatch
 from policies.scripted.expert import ExpertConfig, ScriptedExpert
 
 
@@ -89,3 +90,21 @@ def make_baseline(name: str, env: Any = None, seed: int = 0, **options: Any):
     if name == "always_left":
         return AlwaysLeft()
     raise ValueError(f"unknown baseline {name!r}; choose one of {list(BASELINE_NAMES)}")
+
+
+def make_batch_baseline(name: str, **options: Any) -> PerEpisodeBatch:
+    """The batched contract (:class:`policies.base.BatchPolicy`) of a reference policy.
+
+    Each episode is its own :func:`make_baseline` policy, built with the episode's ``seed`` (and,
+    for the expert, its ``env``): ``start_episode(instruction, seed=..., env=...)``.
+    """
+    if name not in BASELINE_NAMES:
+        raise ValueError(f"unknown baseline {name!r}; choose one of {list(BASELINE_NAMES)}")
+    if name != "expert" and options:
+        raise ValueError(f"baseline {name!r} takes no options, got {sorted(options)}")
+    config = {"privileged": True, **ExpertConfig(**options).__dict__} if name == "expert" else {}
+    return PerEpisodeBatch(
+        lambda seed, env: make_baseline(name, env, seed, **options),
+        name,
+        {"policy": "scripted_expert" if name == "expert" else name, **config, "seed": "per episode"},
+    )

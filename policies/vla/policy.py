@@ -14,7 +14,13 @@ see :mod:`policies.vla.profiles`), and the loop around them:
   ``temporal_ensemble`` averages overlapping chunks with ACT's weights);
 * ``trace(frames, instruction)`` runs that loop over a sequence of frames after a reset and
   returns the raw head outputs at every step and the actions: the view a user compares with
-  the robot's logs.
+  the robot's logs;
+* ``start_episode(instruction)`` and ``act_batch(episodes, observations)`` (the batched contract,
+  :class:`policies.base.BatchPolicy`): N live episodes, each with its own :class:`VLAEpisode`
+  (prompt, history or feature cache, action queue), one backbone forward per step for all of
+  their frames; the head then runs over each episode's own history (a few per cent of the
+  compute; it keeps every episode's actions bit-identical to one policy's on CPU).
+  ``act(obs)`` is ``act_batch`` over the policy's own episode.
 
 Every setting in force, the profile, the era and why, the overrides, the checkpoint and its key
 report are returned by ``settings()``.
@@ -26,6 +32,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,6 +41,7 @@ import torch
 from policies.vla.config import VLAConfig
 from policies.vla.model import MobileVLAModel
 from policies.vla.processors import (
+    TextLayout,
     collate_layouts,
     decode_action,
     instruction_for,
@@ -59,7 +67,55 @@ DTYPES: dict[str, torch.dtype] = {
     "float16": torch.float16,
 }
 
-__all__ = ["DTYPES", "PROFILES", "ProfileError", "VLAPolicy"]
+__all__ = ["DTYPES", "PROFILES", "ProfileError", "VLAEpisode", "VLAPolicy"]
+
+
+@dataclass(eq=False)
+class VLAEpisode:
+    """One live episode of a :class:`VLAPolicy`: its prompt and everything the fork's loop keeps.
+
+    ``features`` (with the feature cache) or ``frames`` hold the head's history (the last
+    ``window_size`` frames), ``queue`` the chunk actions still to serve, ``chunks`` the recent
+    chunks for temporal ensembling.
+    """
+
+    instruction: str
+    prompt: str
+    layout: TextLayout
+    text: dict[str, torch.Tensor]
+    """``collate_layouts([layout])`` on the model's device."""
+    window: int
+    chunk: int
+    features: deque[torch.Tensor] = field(init=False)
+    frames: deque[torch.Tensor] = field(init=False)
+    queue: deque[np.ndarray] = field(default_factory=deque)
+    chunks: deque[tuple[int, np.ndarray]] = field(init=False)
+    step: int = 0
+    predictions: int = 0
+    frames_encoded: int = 0
+    last_output: np.ndarray | None = None
+    """The head's output at the newest step of the last prediction, [chunk, out]."""
+    warned_instruction: bool = False
+    tracing: bool = False
+
+    def __post_init__(self) -> None:
+        self.features = deque(maxlen=self.window)
+        self.frames = deque(maxlen=self.window)
+        self.chunks = deque(maxlen=self.chunk)
+
+
+def _episode_field(name: str, default: Any = None) -> property:
+    """A :class:`VLAPolicy` attribute that is its own episode's (``default`` before any reset)."""
+
+    def get(self: VLAPolicy) -> Any:
+        return default if self._episode is None else getattr(self._episode, name)
+
+    def put(self: VLAPolicy, value: Any) -> None:
+        if self._episode is None:
+            raise RuntimeError(f"VLAPolicy.{name} is an episode's: call reset(instruction) first")
+        setattr(self._episode, name, value)
+
+    return property(get, put, doc=f"The current episode's ``{name}`` (:class:`VLAEpisode`).")
 
 
 class VLAPolicy:
@@ -92,21 +148,19 @@ class VLAPolicy:
         self.key_report = key_report
         self.source = source
         self._class_map = self.config.resolved_class_map() if self.config.is_classification else None
-        window = self.config.window_size
-        self._features: deque[torch.Tensor] = deque(maxlen=window)
-        self._frames: deque[torch.Tensor] = deque(maxlen=window)
-        self._queue: deque[np.ndarray] = deque()
-        self._chunks: deque[tuple[int, np.ndarray]] = deque(maxlen=self.config.fwd_pred_next_n)
-        self._text: dict[str, torch.Tensor] | None = None
-        self.prompt: str | None = None
-        self.instruction: str | None = None
-        self._warned_instruction = False
-        self.last_output: np.ndarray | None = None
-        """The head's output at the newest step of the last prediction, [chunk, out]."""
-        self.step = 0
-        self.predictions = 0
-        self.frames_encoded = 0
-        self._tracing = False
+        self._episode: VLAEpisode | None = None
+
+    _features = _episode_field("features")
+    _frames = _episode_field("frames")
+    _queue = _episode_field("queue")
+    _chunks = _episode_field("chunks")
+    _text = _episode_field("text")
+    prompt = _episode_field("prompt")
+    instruction = _episode_field("instruction")
+    last_output = _episode_field("last_output")
+    step = _episode_field("step", 0)
+    predictions = _episode_field("predictions", 0)
+    frames_encoded = _episode_field("frames_encoded", 0)
 
     # ---------------------------------------------------------------- constructors
     @classmethod
@@ -148,69 +202,66 @@ class VLAPolicy:
     # ---------------------------------------------------------------- Policy protocol
     def reset(self, instruction: str) -> None:
         """Start an episode: lay out the prompt, clear the history and the action queue."""
-        s = self.options
-        if self.model.tokenizer is None:
-            raise RuntimeError("this model was built without a tokenizer (meta build); it cannot act")
-        given = instruction_for(instruction, s)
-        self.prompt = prompt_text(given, s.prompt_template)
-        pad_to = self.config.max_text_len if s.text_padding == "max_length" else None
-        ids, mask = tokenize_prompt(self.model.tokenizer, self.prompt, pad_to=pad_to)
-        layout = layout_tokens(
-            ids, mask, layout=s.token_layout, num_image_tokens=self.model.num_image_tokens, text=self.prompt
-        )
-        self._text = {k: v.to(self.model.device) for k, v in collate_layouts([layout]).items()}
-        self.instruction = instruction
-        self._warned_instruction = False
-        self._features.clear()
-        self._frames.clear()
-        self._queue.clear()
-        self._chunks.clear()
-        self.last_output = None
-        self.step = 0
-        self.predictions = 0
-        self.frames_encoded = 0
+        self._episode = self.start_episode(instruction)
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         """One control step: the env action float32 (2,) [linear_x, linear_y] in data units."""
-        if self._text is None:
+        if self._episode is None:
             raise RuntimeError("VLAPolicy.act() called before reset(instruction)")
-        if not isinstance(obs, dict) or "image" not in obs:
-            raise ValueError("obs must be a dict with an 'image' entry (uint8 H x W x 3 RGB)")
-        if obs.get("instruction", self.instruction) != self.instruction and not self._warned_instruction:
-            logger.warning(
-                "obs instruction %r differs from the reset() instruction %r; the model keeps using the latter",
-                obs["instruction"],
-                self.instruction,
-            )
-            self._warned_instruction = True
+        return self.act_batch([self._episode], [obs])[0]
+
+    # ---------------------------------------------------------------- BatchPolicy protocol
+    def start_episode(self, instruction: str, *, seed: int = 0, env: Any = None) -> VLAEpisode:
+        """A new episode's state: the prompt laid out for ``instruction``, an empty history.
+
+        ``seed`` and ``env`` are part of the batched contract and unused (the model is deterministic).
+        """
+        s = self.options
+        if self.model.tokenizer is None:
+            raise RuntimeError("this model was built without a tokenizer (meta build); it cannot act")
+        prompt = prompt_text(instruction_for(instruction, s), s.prompt_template)
+        pad_to = self.config.max_text_len if s.text_padding == "max_length" else None
+        ids, mask = tokenize_prompt(self.model.tokenizer, prompt, pad_to=pad_to)
+        layout = layout_tokens(
+            ids, mask, layout=s.token_layout, num_image_tokens=self.model.num_image_tokens, text=prompt
+        )
+        text = {k: v.to(self.model.device) for k, v in collate_layouts([layout]).items()}
+        return VLAEpisode(
+            instruction, prompt, layout, text, self.config.window_size, self.config.fwd_pred_next_n
+        )
+
+    def act_batch(self, episodes: Sequence[VLAEpisode], observations: Sequence[dict[str, Any]]) -> np.ndarray:
+        """One control step of N live episodes: float32 [N, 2] actions, one backbone forward for all.
+
+        Each episode keeps its own history, queue and counters; its actions equal those of a
+        policy running it alone (bit for bit on CPU).
+        """
+        if len(episodes) != len(observations):
+            raise ValueError(f"act_batch got {len(episodes)} episodes and {len(observations)} observations")
+        if not episodes:
+            return np.zeros((0, 2), dtype=np.float32)
+        for episode, obs in zip(episodes, observations, strict=True):
+            self._check_obs(episode, obs)
         cfg, s = self.config, self.options
-        pixels = preprocess_frame(obs["image"], s, cfg.image_size, cfg.image_mean, cfg.image_std)
-        pixels = pixels.to(self.model.device, self.model.dtype)
-        copies = 2 if (self.step == 0 and s.episode_start and not self._tracing) else 1
+        pixels = torch.stack(
+            [
+                preprocess_frame(o["image"], s, cfg.image_size, cfg.image_mean, cfg.image_std)
+                for o in observations
+            ]
+        ).to(self.model.device, self.model.dtype)
         with torch.no_grad():
             if s.use_feature_cache:
-                feature = self.model.encode_frames(pixels[None], self._text)[0]
-                self._features.extend([feature] * copies)
-                self.frames_encoded += 1
-            else:
-                self._frames.extend([pixels] * copies)
-            if s.temporal_ensemble:
-                self._chunks.append((self.step, self._predict()))
-                raw = self._ensembled()
-            else:
-                if not self._queue:
-                    self._queue.extend(self._predict()[: s.execute_steps])
-                raw = self._queue.popleft()
-        action = decode_action(
-            raw,
-            s,
-            class_map=self._class_map,
-            norm_action=cfg.norm_action,
-            instruction=self.instruction or "",
-            first_call=self.step == 0,
-        )
-        self.step += 1
-        return action
+                features = self._encode(pixels, list(episodes))
+            for row, episode in enumerate(episodes):
+                copies = 2 if (episode.step == 0 and s.episode_start and not episode.tracing) else 1
+                if s.use_feature_cache:
+                    episode.features.extend([features[row]] * copies)
+                    episode.frames_encoded += 1
+                else:
+                    episode.frames.extend([pixels[row]] * copies)
+            due = [e for e in episodes if s.temporal_ensemble or not e.queue]
+            outputs = dict(zip(map(id, due), self._predict(due), strict=True))
+            return np.stack([self._next_action(e, outputs.get(id(e))) for e in episodes])
 
     def trace(self, frames: Sequence[np.ndarray] | np.ndarray, instruction: str) -> dict[str, np.ndarray]:
         """Reset, then act on every frame: the raw head outputs and the actions.
@@ -228,13 +279,10 @@ class VLAPolicy:
             )
         self.reset(instruction)
         chunks, actions = [], []
-        self._tracing = True
-        try:
-            for frame in frames:
-                actions.append(self.act({"image": np.asarray(frame), "instruction": instruction}))
-                chunks.append(self.last_output)
-        finally:
-            self._tracing = False
+        self._episode.tracing = True
+        for frame in frames:
+            actions.append(self.act({"image": np.asarray(frame), "instruction": instruction}))
+            chunks.append(self.last_output)
         return {
             "chunks": np.stack(chunks).astype(np.float32),
             "actions": np.stack(actions).astype(np.float32),
@@ -272,20 +320,75 @@ class VLAPolicy:
         }
 
     # ---------------------------------------------------------------- internals
-    def _predict(self) -> np.ndarray:
-        """The head's chunk at the newest step [chunk, out], over the fork's head history."""
-        if self.options.use_feature_cache:
-            feats = torch.stack(list(self._features))
-        else:
-            feats = self.model.encode_frames(torch.stack(list(self._frames)), self._text)
-            self.frames_encoded += len(self._frames)
-        out = self.model.head(feats[None])[0, -1].float().cpu().numpy()
-        self.last_output = out
-        self.predictions += 1
-        return out
+    def _check_obs(self, episode: VLAEpisode, obs: Any) -> None:
+        if not isinstance(obs, dict) or "image" not in obs:
+            raise ValueError("obs must be a dict with an 'image' entry (uint8 H x W x 3 RGB)")
+        if (
+            obs.get("instruction", episode.instruction) != episode.instruction
+            and not episode.warned_instruction
+        ):
+            logger.warning(
+                "obs instruction %r differs from the reset() instruction %r; the model keeps using the latter",
+                obs["instruction"],
+                episode.instruction,
+            )
+            episode.warned_instruction = True
 
-    def _ensembled(self) -> np.ndarray:
-        preds = [chunk[self.step - t0] for t0, chunk in self._chunks if 0 <= self.step - t0 < len(chunk)]
+    def _encode(self, pixels: torch.Tensor, episodes: list[VLAEpisode]) -> torch.Tensor:
+        """Features [N, D] of N frames, row i with ``episodes[i]``'s prompt, in one backbone forward."""
+        layouts = [e.layout for e in episodes]
+        if all(e.prompt == episodes[0].prompt for e in episodes):
+            text = episodes[0].text  # one row shared by every frame
+        else:
+            text = {k: v.to(self.model.device) for k, v in collate_layouts(layouts).items()}
+        return self.model.encode_frames(pixels, text)
+
+    def _predict(self, episodes: list[VLAEpisode]) -> list[np.ndarray]:
+        """The head's chunk at each episode's newest step [chunk, out], over the fork's head history."""
+        if not episodes:
+            return []
+        if self.options.use_feature_cache:
+            histories = [torch.stack(list(e.features)) for e in episodes]
+        else:  # every episode's whole window through the backbone, in one forward
+            rows = [(e, frame) for e in episodes for frame in e.frames]
+            encoded = self._encode(torch.stack([f for _, f in rows]), [e for e, _ in rows])
+            histories = list(torch.split(encoded, [len(e.frames) for e in episodes]))
+            for e in episodes:
+                e.frames_encoded += len(e.frames)
+        outputs = []
+        for episode, feats in zip(episodes, histories, strict=True):
+            out = self.model.head(feats[None])[0, -1].float().cpu().numpy()
+            episode.last_output = out
+            episode.predictions += 1
+            outputs.append(out)
+        return outputs
+
+    def _next_action(self, episode: VLAEpisode, output: np.ndarray | None) -> np.ndarray:
+        """Serve the episode's next action from its new chunk, its queue or its ensemble; decode it."""
+        s = self.options
+        if s.temporal_ensemble:
+            episode.chunks.append((episode.step, output))
+            raw = self._ensembled(episode)
+        else:
+            if not episode.queue:
+                episode.queue.extend(output[: s.execute_steps])
+            raw = episode.queue.popleft()
+        action = decode_action(
+            raw,
+            s,
+            class_map=self._class_map,
+            norm_action=self.config.norm_action,
+            instruction=episode.instruction or "",
+            first_call=episode.step == 0,
+        )
+        episode.step += 1
+        return action
+
+    def _ensembled(self, episode: VLAEpisode | None = None) -> np.ndarray:
+        episode = episode or self._episode
+        preds = [
+            chunk[episode.step - t0] for t0, chunk in episode.chunks if 0 <= episode.step - t0 < len(chunk)
+        ]
         weights = np.exp(-self.options.ensemble_decay * np.arange(len(preds)))
         return (np.stack(preds) * (weights / weights.sum())[:, None]).sum(axis=0)
 
