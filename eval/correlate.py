@@ -3,8 +3,8 @@
 After a session on the robot, the team writes one row per policy into ``REAL.csv``::
 
     id,successes,trials
-    epoch19-val0.060,7,10
-    epoch10-val0.063,4,10
+    epoch19-val0.064,7,10
+    epoch10-val0.070,4,10
 
 ``id`` is the policy id that ``eval.rollout`` gave it (the ``policy_id`` column of its tables).
 The simulated successes come from each ``RESULTS_DIR``'s ``summary.json`` (``policies[].overall``),

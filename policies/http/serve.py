@@ -373,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "examples:\n"
             "  export VLA_API_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')\n"
-            "  python -m policies.http.serve --ckpt assets/checkpoints/reference/epoch_epoch=10-val_loss=val_loss=0.063.ckpt\n"
+            "  python -m policies.http.serve --ckpt assets/checkpoints/reference/epoch_epoch=10-val_loss=val_loss=0.070.ckpt\n"
             "  python -m policies.http.serve --ckpt last.ckpt --profile as_trained --port 8001\n"
             "  python -m policies.http.serve --policy always_left --no-auth\n"
             "  python -m policies.http.serve --ckpt best.ckpt --host 0.0.0.0     # reachable by the robot: key required\n"

@@ -23,7 +23,7 @@ from policies.http.serve import PolicyServer, create_app, load_checkpoint_policy
 
 KEY = "eval-test-key-0123456"
 REFERENCE_CKPT = (
-    REPO_ROOT / "assets" / "checkpoints" / "reference" / "epoch_epoch=10-val_loss=val_loss=0.063.ckpt"
+    REPO_ROOT / "assets" / "checkpoints" / "reference" / "epoch_epoch=10-val_loss=val_loss=0.070.ckpt"
 )
 
 
@@ -90,7 +90,7 @@ def test_same_checkpoint_same_actions_in_process_and_served(tmp_path: Path) -> N
         cfg = config(tmp_path, ckpt=[str(REFERENCE_CKPT)], profiles=("as_deployed",), baselines=[url])
         out = run_rollout(cfg, progress=False)
     table = by_policy(out)
-    local, served = table.pop("epoch10-val0.063@as_deployed"), table.pop(url)
+    local, served = table.pop("epoch10-val0.070@as_deployed"), table.pop(url)
     assert set(local) == set(served) and len(local) == 4
     for key, r in local.items():
         assert r["profile"] == "as_deployed" and served[key]["url"] == url

@@ -22,7 +22,7 @@ from policies.http.serve import (
 )
 
 KEY = "eval-sessions-key-0123"
-REFERENCE = REPO_ROOT / "assets" / "checkpoints" / "reference" / "epoch_epoch=10-val_loss=val_loss=0.063.ckpt"
+REFERENCE = REPO_ROOT / "assets" / "checkpoints" / "reference" / "epoch_epoch=10-val_loss=val_loss=0.070.ckpt"
 
 
 def config(tmp_path: Path, **kw) -> RolloutConfig:
@@ -66,7 +66,7 @@ def test_sessions_in_parallel_equal_one_lane_and_in_process(tmp_path: Path) -> N
         config(tmp_path / "c", ckpt=[str(REFERENCE)], profiles=("as_deployed",), workers=1), progress=False
     )
     a, b = outcomes(parallel, url), outcomes(one_lane, plain)
-    c = outcomes(in_process, "epoch10-val0.063@as_deployed")
+    c = outcomes(in_process, "epoch10-val0.070@as_deployed")
     assert len(a) == 4 and a == b == c
     assert len({tuple(map(tuple, o["actions"])) for o in a.values()}) > 1
     assert client_settings(parallel, url)["sessions"] is True  # found in /health: episodes in parallel

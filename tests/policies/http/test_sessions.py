@@ -20,7 +20,7 @@ from policies.vla.policy import VLAPolicy
 from policies.vla.profiles import resolve
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-REFERENCE = REPO_ROOT / "assets" / "checkpoints" / "reference" / "epoch_epoch=10-val_loss=val_loss=0.063.ckpt"
+REFERENCE = REPO_ROOT / "assets" / "checkpoints" / "reference" / "epoch_epoch=10-val_loss=val_loss=0.070.ckpt"
 KEY = "sessions-test-key-0123"
 LEFT, RIGHT = INSTRUCTIONS["left"], INSTRUCTIONS["right"]
 STEPS = 5

@@ -16,7 +16,7 @@ from policies.vla.policy import VLAPolicy
 from policies.vla.profiles import resolve
 
 REPO = Path(__file__).resolve().parents[3]
-REFERENCE = REPO / "assets" / "checkpoints" / "reference" / "epoch_epoch=10-val_loss=val_loss=0.063.ckpt"
+REFERENCE = REPO / "assets" / "checkpoints" / "reference" / "epoch_epoch=10-val_loss=val_loss=0.070.ckpt"
 FORK = REPO / "tests" / "fixtures" / "fork_reference"
 TOLERANCE = 1e-5
 LEFT, RIGHT = INSTRUCTIONS["left"], INSTRUCTIONS["right"]
