@@ -29,6 +29,9 @@ bench: install
 	$(PYTHON) benchmarks/bench_vla_cache.py
 	$(PYTHON) benchmarks/bench_rollout.py
 	$(PYTHON) benchmarks/bench_serve.py
+	$(PYTHON) benchmarks/bench_serve_hardening.py
+	$(PYTHON) benchmarks/bench_batch.py
+	$(PYTHON) benchmarks/bench_ray.py
 
 reference: install  ## retrain the bundled reference run (see README)
 	bash scripts/train_reference.sh
