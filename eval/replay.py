@@ -30,6 +30,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -60,32 +61,15 @@ RATE_IMAGE_SIZE = (64, 36)
 """Frame size of the randomized runs (the outcome does not depend on it; 16:9 like the camera)."""
 
 
-def run_sequence(
-    keys: str,
-    scene: str,
-    lighting: str,
-    *,
-    seed: int = 0,
-    randomization: str | None = None,
-    image_size: tuple[int, int] | None = None,
-    video: Path | None = None,
-) -> dict:
+def run_sequence(keys: str, scene: str, lighting: str, **options: Any) -> dict:
     """Press ``keys`` in the ``scene`` (``left``/``right``) scene; return the final info.
 
-    ``randomization=None`` replays from the nominal layout; otherwise the named setting with ``seed``.
-    With ``video`` an mp4 is written there (renamed to end with ``__<outcome>.mp4``).
+    ``options`` are :func:`run_actions`'s: ``seed``, ``randomization`` (``None`` replays from the
+    nominal layout; otherwise the named setting with ``seed``), ``image_size`` and ``video`` (an mp4
+    written there, renamed to end with ``__<outcome>.mp4``).
     """
     actions = np.asarray(key_sequence_actions(keys), dtype=np.float32)
-    return run_actions(
-        actions,
-        list(keys),
-        scene,
-        lighting,
-        seed=seed,
-        randomization=randomization,
-        image_size=image_size,
-        video=video,
-    )
+    return run_actions(actions, list(keys), scene, lighting, **options)
 
 
 def run_actions(
