@@ -259,13 +259,7 @@ class MobileVLAEnv(gym.Env):
         self.instruction = INSTRUCTIONS[side]
         self.variant = f"{side}-{lighting}-{obstacle_distance}"
 
-        self.observation_space = spaces.Dict(
-            {
-                "image": spaces.Box(0, 255, shape=(height, width, 3), dtype=np.uint8),
-                "instruction": spaces.Text(max_length=256, min_length=1, charset=INSTRUCTION_CHARSET),
-            }
-        )
-        self.action_space = spaces.Box(ACTION_LOW, ACTION_HIGH, shape=(2,), dtype=np.float32)
+        self.observation_space, self.action_space = _spaces(width, height)
         self._build_world(width, height, renderer, lens_distortion)
         self.layout: Layout | None = None
         self._seed: int | None = None
@@ -575,6 +569,17 @@ def _quiet_stdout() -> Iterator[None]:
         os.dup2(saved, fd)
         os.close(saved)
         os.close(devnull)
+
+
+def _spaces(width: int, height: int) -> tuple[spaces.Dict, spaces.Box]:
+    """The observation space (the camera frame and the instruction) and the action space."""
+    observation = spaces.Dict(
+        {
+            "image": spaces.Box(0, 255, shape=(height, width, 3), dtype=np.uint8),
+            "instruction": spaces.Text(max_length=256, min_length=1, charset=INSTRUCTION_CHARSET),
+        }
+    )
+    return observation, spaces.Box(ACTION_LOW, ACTION_HIGH, shape=(2,), dtype=np.float32)
 
 
 def check_env_options(
