@@ -301,6 +301,16 @@ def _execution_arguments(g: argparse._ArgumentGroup) -> None:
         metavar="K",
         help=f"stop the run after K consecutive episodes of one server ending in a fault (default {DEFAULT_MAX_SERVER_FAULTS})",
     )
+    _backend_arguments(g)
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument(
+        "--dry-run", action="store_true", help="show the chosen checkpoints and the plan, run nothing"
+    )
+    g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def _backend_arguments(g: argparse._ArgumentGroup) -> None:
+    """Where episodes run: batched slots around one model, or Ray tasks."""
     g.add_argument(
         "--batch",
         type=int,
@@ -322,11 +332,6 @@ def _execution_arguments(g: argparse._ArgumentGroup) -> None:
         metavar="ADDR",
         help="with --backend ray: the cluster to join (ray://HOST:10001, or auto); default: start a local Ray",
     )
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g.add_argument(
-        "--dry-run", action="store_true", help="show the chosen checkpoints and the plan, run nothing"
-    )
-    g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
 def parse_policy_options(items: list[str]) -> dict[str, Any]:
