@@ -35,7 +35,7 @@ from typing import Any
 
 from eval.realgap.analysis import run_analysis
 from eval.realgap.report import format_table, render_html, write_sheets
-from eval.realgap.sources import load_real
+from eval.realgap.sources import CHANNEL_ORDERS, load_real
 from eval.select import REFERENCE_RUN_DIR, SelectionError, resolve_checkpoints
 from mvla_sim.files import atomic_write_json, atomic_write_text
 from policies.vla.profiles import DEFAULT_PROFILE
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--channel-order",
-        choices=("auto", "bgr", "rgb"),
+        choices=CHANNEL_ORDERS,
         default="auto",
         help="channel order the .h5 files store (auto: as each file records, else the real camera's bgr)",
     )
